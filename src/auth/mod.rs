@@ -1,0 +1,368 @@
+//! Who is calling: the token is found ([`extract`]), verified (signature,
+//! algorithm, `exp`/`nbf`/`aud`), and its claims checked ([`claims`]) before
+//! a request may reach any upstream.
+
+pub mod claims;
+pub mod extract;
+mod mint;
+
+use std::collections::HashSet;
+
+use std::future::{ready, Ready};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, Validation};
+
+use crate::config::{AuthSettings, ConfigError};
+use crate::error::GatewayError;
+use crate::metrics::AuthMetrics;
+pub use mint::{mint_token, MintError, TokenRequest};
+
+/// Why a request was refused. The variant decides the `reason` label of
+/// `cortex_gateway_failed_authentications_total` and the short text after
+/// `Invalid bearer token`; none of them ever carries the token itself.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token provided")]
+    MissingToken,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("bad signature")]
+    BadSignature,
+    #[error("algorithm not allowed")]
+    Algorithm,
+    #[error("token expired")]
+    Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
+    #[error("audience not accepted")]
+    Audience,
+    #[error("invalid tenant: {0}")]
+    InvalidTenant(&'static str),
+    #[error("version claim must be a non-negative integer")]
+    InvalidVersion,
+}
+
+impl AuthError {
+    /// The metric label: a small fixed set, so failures never create series
+    /// from attacker-chosen text. `no_token` is the Go gateway's label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "no_token",
+            AuthError::Malformed(_) => "malformed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Algorithm => "algorithm",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::Audience => "audience",
+            AuthError::InvalidTenant(_) => "tenant",
+            AuthError::InvalidVersion => "version",
+        }
+    }
+
+    /// Every reason label, so each series exists (at 0) from start-up.
+    pub const REASONS: [&'static str; 9] = [
+        "no_token",
+        "malformed",
+        "bad_signature",
+        "algorithm",
+        "expired",
+        "not_yet_valid",
+        "audience",
+        "tenant",
+        "version",
+    ];
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(error: jsonwebtoken::errors::Error) -> Self {
+        match error.kind() {
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidAlgorithmName
+            | ErrorKind::UnsupportedAlgorithm
+            | ErrorKind::MissingAlgorithm => AuthError::Algorithm,
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidAudience => AuthError::Audience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
+            ErrorKind::InvalidClaimFormat(_) => {
+                AuthError::Malformed("registered claim has the wrong type")
+            }
+            ErrorKind::Base64(_) => AuthError::Malformed("not base64url"),
+            ErrorKind::Json(_) | ErrorKind::Utf8(_) => AuthError::Malformed("not a JSON object"),
+            _ => AuthError::Malformed("not a JWT"),
+        }
+    }
+}
+
+/// An authenticated tenant, ready to be sent as `X-Scope-OrgID`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant(HeaderValue);
+
+impl Tenant {
+    pub fn as_str(&self) -> &str {
+        // Tenant ids are checked to be visible ASCII before construction.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// The auth extractor: a handler that takes a `Tenant` argument only runs for
+/// requests with a valid token. Failures are logged (reason and client
+/// address, never the token) and counted here, in one place.
+impl FromRequest for Tenant {
+    type Error = GatewayError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(authenticator) = req.app_data::<web::Data<Authenticator>>() else {
+            // A wiring mistake, not the client's: never answer 401 for it.
+            return ready(Err(GatewayError::Unavailable(
+                "authenticator not configured",
+            )));
+        };
+        let outcome = authenticator.authenticate(req.headers());
+        if let Some(metrics) = &authenticator.metrics {
+            match &outcome {
+                Ok(tenant) => metrics.succeeded(tenant.as_str()),
+                Err(error) => metrics.failed(error),
+            }
+        }
+        if let Err(error) = &outcome {
+            tracing::info!(
+                reason = error.reason(),
+                error = %error,
+                client = ?req.peer_addr().map(|addr| addr.ip()),
+                path = req.path(),
+                "authentication failed"
+            );
+        }
+        ready(outcome.map_err(GatewayError::from))
+    }
+}
+
+/// Verifies tokens against the configured secret and claim rules. Built once
+/// at start-up and shared read-only by every worker.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    tenant_claim: String,
+    extra_headers: Vec<HeaderName>,
+    metrics: Option<AuthMetrics>,
+}
+
+impl Authenticator {
+    /// An authenticator that counts its outcomes in `metrics`.
+    pub fn with_metrics(
+        settings: &AuthSettings,
+        metrics: AuthMetrics,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            metrics: Some(metrics),
+            ..Self::new(settings)?
+        })
+    }
+
+    /// An authenticator without metrics, for commands and tests.
+    pub fn new(settings: &AuthSettings) -> Result<Self, ConfigError> {
+        let mut validation = Validation::new(settings.algorithms[0]);
+        validation.algorithms = settings.algorithms.clone();
+        validation.leeway = settings.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        // `exp` is checked when present, not required: Cortex deployments
+        // commonly run long-lived per-tenant tokens.
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_aud = !settings.audience.is_empty();
+        if validation.validate_aud {
+            validation.set_audience(&settings.audience);
+            validation.required_spec_claims.insert("aud".to_owned());
+        }
+        let key =
+            DecodingKey::from_secret(&settings.jwt_secret).map_err(|_| ConfigError::Invalid {
+                key: "auth.jwt_secret".to_owned(),
+                message: "is not usable as an HMAC key".to_owned(),
+            })?;
+        Ok(Self {
+            key,
+            validation,
+            tenant_claim: settings.tenant_claim.clone(),
+            extra_headers: settings.extra_headers.clone(),
+            metrics: None,
+        })
+    }
+
+    /// Headers that may carry a token besides `Authorization`; the proxy
+    /// must never forward them.
+    pub fn credential_headers(&self) -> &[HeaderName] {
+        &self.extra_headers
+    }
+
+    /// Finds and verifies the request's token.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, AuthError> {
+        let token = extract::token_from_headers(headers, &self.extra_headers)?;
+        self.verify(token.as_str())
+    }
+
+    /// Verifies one token and applies the claim rules.
+    pub fn verify(&self, token: &str) -> Result<Tenant, AuthError> {
+        if token.len() > extract::MAX_TOKEN_LEN {
+            return Err(AuthError::Malformed("token too long"));
+        }
+        if token.bytes().filter(|&b| b == b'.').count() != 2 {
+            return Err(AuthError::Malformed("not three dot-separated parts"));
+        }
+        let data = jsonwebtoken::decode::<claims::Claims>(token, &self.key, &self.validation)?;
+        let tenant = data.claims.tenant(&self.tenant_claim)?;
+        HeaderValue::from_str(tenant)
+            .map(Tenant)
+            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuthSettings;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::json;
+    use std::time::Duration;
+
+    const SECRET: &[u8] = b"unit-test-secret-of-decent-length!";
+
+    fn settings(audience: &[&str]) -> AuthSettings {
+        AuthSettings {
+            jwt_secret: SECRET.to_vec(),
+            tenant_claim: "tenant_id".to_owned(),
+            audience: audience.iter().map(|a| a.to_string()).collect(),
+            algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+            leeway: Duration::from_secs(5),
+            extra_headers: Vec::new(),
+        }
+    }
+
+    fn sign(alg: Algorithm, claims: serde_json::Value, secret: &[u8]) -> String {
+        jsonwebtoken::encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn check(auth: &Authenticator, claims: serde_json::Value) -> Result<Tenant, AuthError> {
+        auth.verify(&sign(Algorithm::HS256, claims, SECRET))
+    }
+
+    #[test]
+    fn accepts_a_good_token_with_each_hmac() {
+        let auth = Authenticator::new(&settings(&[])).unwrap();
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let token = sign(alg, json!({"tenant_id": "team-a", "version": 1}), SECRET);
+            assert_eq!(auth.verify(&token).unwrap().as_str(), "team-a");
+        }
+    }
+
+    #[test]
+    fn refuses_forged_or_unsafe_algorithms() {
+        let auth = Authenticator::new(&settings(&[])).unwrap();
+        let forged = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "t"}),
+            b"another-secret",
+        );
+        assert!(matches!(auth.verify(&forged), Err(AuthError::BadSignature)));
+
+        // alg=none: header {"alg":"none"} with an empty signature.
+        let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJ0In0.";
+        assert!(auth.verify(unsigned).is_err());
+
+        let mut only_256 = settings(&[]);
+        only_256.algorithms = vec![Algorithm::HS256];
+        let auth = Authenticator::new(&only_256).unwrap();
+        let hs512 = sign(Algorithm::HS512, json!({"tenant_id": "t"}), SECRET);
+        assert!(matches!(auth.verify(&hs512), Err(AuthError::Algorithm)));
+    }
+
+    #[test]
+    fn checks_time_claims_only_when_present() {
+        let auth = Authenticator::new(&settings(&[])).unwrap();
+        assert!(check(&auth, json!({"tenant_id": "t"})).is_ok());
+        assert!(check(&auth, json!({"tenant_id": "t", "exp": now() + 60})).is_ok());
+        assert!(matches!(
+            check(&auth, json!({"tenant_id": "t", "exp": now() - 3600})),
+            Err(AuthError::Expired)
+        ));
+        assert!(matches!(
+            check(&auth, json!({"tenant_id": "t", "nbf": now() + 3600})),
+            Err(AuthError::NotYetValid)
+        ));
+        assert!(matches!(
+            check(&auth, json!({"tenant_id": "t", "exp": "tomorrow"})),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn audience_is_checked_only_when_configured() {
+        let open = Authenticator::new(&settings(&[])).unwrap();
+        assert!(check(&open, json!({"tenant_id": "t", "aud": "anything"})).is_ok());
+
+        let strict = Authenticator::new(&settings(&["cortex", "mimir"])).unwrap();
+        assert!(check(&strict, json!({"tenant_id": "t", "aud": "mimir"})).is_ok());
+        assert!(check(&strict, json!({"tenant_id": "t", "aud": ["x", "cortex"]})).is_ok());
+        for bad in [
+            json!({"tenant_id": "t", "aud": "loki"}),
+            json!({"tenant_id": "t"}),
+        ] {
+            assert!(matches!(check(&strict, bad), Err(AuthError::Audience)));
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_shapes() {
+        let auth = Authenticator::new(&settings(&[])).unwrap();
+        for bad in ["", "a", "a.b", "a.b.c.d", "!!!.###.$$$", "a..b"] {
+            assert!(
+                matches!(auth.verify(bad), Err(AuthError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let payload =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, nested);
+        let header = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"HS256"}"#,
+        );
+        let token = format!("{header}.{payload}.sig");
+        assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
+    fn every_reason_is_listed() {
+        let errors = [
+            AuthError::MissingToken,
+            AuthError::Malformed("x"),
+            AuthError::BadSignature,
+            AuthError::Algorithm,
+            AuthError::Expired,
+            AuthError::NotYetValid,
+            AuthError::Audience,
+            AuthError::InvalidTenant("x"),
+            AuthError::InvalidVersion,
+        ];
+        let reasons: Vec<_> = errors.iter().map(AuthError::reason).collect();
+        assert_eq!(reasons, AuthError::REASONS);
+    }
+}

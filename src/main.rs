@@ -1,0 +1,60 @@
+//! The `cortex-gateway` binary: parse the command line, load the settings,
+//! run the command.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cortex_gateway::auth::mint_token;
+use cortex_gateway::cli::{self, Command};
+use cortex_gateway::config::Settings;
+use cortex_gateway::server::Gateway;
+use cortex_gateway::telemetry;
+
+fn main() -> ExitCode {
+    let invocation = cli::parse(std::env::args_os());
+    let global = &invocation.cli.global;
+    // Variables that are not UTF-8 cannot be ours; skip them rather than panic.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let settings = match Settings::load(global.config.as_deref(), env, &global.overrides()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let outcome = match &invocation.cli.command {
+        Some(Command::Token(args)) => mint_token(&settings.auth, &args.request())
+            .map(|token| println!("{token}"))
+            .map_err(anyhow::Error::from),
+        Some(Command::CheckConfig) => {
+            print!("{}", settings.to_redacted_toml());
+            Ok(())
+        }
+        Some(Command::Serve) | None => serve(settings, &invocation.ignored_flags),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
+    telemetry::init(&settings.log);
+    for flag in ignored_flags {
+        tracing::warn!(flag, "ignoring a Go gateway flag that has no effect here");
+    }
+    if settings.auth.jwt_secret.len() < 32 {
+        tracing::warn!(
+            "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
+        );
+    }
+    let gateway = Gateway::new(settings)?;
+    actix_web::rt::System::new()
+        .block_on(gateway.serve())
+        .context("server failed")
+}

@@ -1,0 +1,316 @@
+//! Forwarding: the header policy, the streaming of bodies both ways, and what
+//! an upstream failure turns into.
+//!
+//! Bodies are never buffered or decoded: request chunks go to the upstream as
+//! they arrive and response chunks go back the same way, so memory does not
+//! grow with a body's size and `Content-Encoding: snappy` bytes arrive as sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::{BodyStream, BoxBody, SizedStream};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode, Version};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use awc::error::{ConnectError, SendRequestError};
+
+use crate::auth::Tenant;
+use crate::config::{ProxySettings, Upstream};
+
+/// The header Cortex reads the tenant from.
+pub const ORG_ID_HEADER: HeaderName = HeaderName::from_static("x-scope-orgid");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones that describe how the
+/// gateway itself frames or authorises a message; never copied across.
+const NOT_FORWARDED: [HeaderName; 11] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+];
+
+/// Why forwarding failed; each maps to 502 or 504.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("upstream {upstream} is unreachable")]
+    Unreachable { upstream: String },
+    #[error("upstream {upstream} did not answer in time")]
+    Timeout { upstream: String },
+    #[error("upstream {upstream} failed")]
+    Failed { upstream: String },
+    #[error("request body could not be read from the client")]
+    ClientBody,
+}
+
+impl ProxyError {
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    fn from_send(upstream: &str, error: SendRequestError) -> Self {
+        let upstream = upstream.to_owned();
+        match error {
+            SendRequestError::Timeout => ProxyError::Timeout { upstream },
+            SendRequestError::Connect(ConnectError::Timeout) => {
+                ProxyError::Unreachable { upstream }
+            }
+            SendRequestError::Connect(_) => ProxyError::Unreachable { upstream },
+            SendRequestError::Body(_) => ProxyError::ClientBody,
+            _ => ProxyError::Failed { upstream },
+        }
+    }
+}
+
+/// Builds the per-worker HTTP client. `awc::Client` is not `Send`, so each
+/// worker owns one, with its own connection pool to the upstreams.
+pub fn client(settings: &ProxySettings, tls: Arc<rustls::ClientConfig>) -> awc::Client {
+    let connector = awc::Connector::new()
+        .timeout(settings.connect_timeout)
+        .max_http_version(Version::HTTP_11)
+        .conn_keep_alive(Duration::from_secs(30))
+        .rustls_0_23(tls);
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(settings.timeout)
+        .disable_redirects()
+        .no_default_headers()
+        .finish()
+}
+
+/// TLS settings for https upstreams: the system's root certificates.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A malformed system certificate must not stop the gateway; the
+        // upstreams it would have verified fail visibly instead.
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// A forwarding target as resolved by the route table.
+pub struct Target {
+    pub name: String,
+    pub upstream: Upstream,
+}
+
+/// Streams `req` with `payload` to `target` as `tenant`, and streams the
+/// answer back.
+pub async fn forward(
+    client: &awc::Client,
+    target: &Target,
+    req: &HttpRequest,
+    payload: web::Payload,
+    tenant: &Tenant,
+    credential_headers: &[HeaderName],
+) -> Result<HttpResponse, ProxyError> {
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut url = String::with_capacity(
+        target.upstream.origin.len() + target.upstream.path_prefix.len() + path_and_query.len(),
+    );
+    url.push_str(&target.upstream.origin);
+    url.push_str(&target.upstream.path_prefix);
+    url.push_str(path_and_query);
+
+    let mut outgoing = client.request(req.method().clone(), url).no_decompress();
+    copy_request_headers(req, outgoing.headers_mut(), credential_headers);
+    outgoing
+        .headers_mut()
+        .insert(ORG_ID_HEADER, tenant.header_value().clone());
+
+    let sent = match request_body_length(req.headers()) {
+        RequestBody::Sized(length) => outgoing.send_body(SizedStream::new(length, payload)).await,
+        RequestBody::Chunked => outgoing.send_stream(payload).await,
+        RequestBody::None => outgoing.send().await,
+    };
+    let mut upstream_response = sent.map_err(|e| {
+        let error = ProxyError::from_send(&target.name, e);
+        tracing::warn!(upstream = %target.name, error = %error, "forwarding failed");
+        error
+    })?;
+
+    let mut response = HttpResponse::build(upstream_response.status());
+    let connection_named = connection_tokens(upstream_response.headers());
+    for (name, value) in upstream_response.headers() {
+        if forwardable(name, &connection_named) {
+            response.append_header((name.clone(), value.clone()));
+        }
+    }
+    let body_allowed = req.method() != Method::HEAD
+        && !upstream_response.status().is_informational()
+        && upstream_response.status() != StatusCode::NO_CONTENT
+        && upstream_response.status() != StatusCode::NOT_MODIFIED;
+    if !body_allowed {
+        if let Some(length) = upstream_response.headers().get(header::CONTENT_LENGTH) {
+            response.insert_header((header::CONTENT_LENGTH, length.clone()));
+        }
+        return Ok(response.body(BoxBody::new(())));
+    }
+    let body = upstream_response.take_payload();
+    Ok(match content_length(upstream_response.headers()) {
+        Some(length) => response.body(SizedStream::new(length, body)),
+        None => response.body(BodyStream::new(body)),
+    })
+}
+
+enum RequestBody {
+    Sized(u64),
+    Chunked,
+    None,
+}
+
+fn request_body_length(headers: &HeaderMap) -> RequestBody {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return RequestBody::Chunked;
+    }
+    match content_length(headers) {
+        Some(length) => RequestBody::Sized(length),
+        None => RequestBody::None,
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Header names listed in `Connection`, which are hop-by-hop for this message.
+fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::try_from(token.trim()).ok())
+        .collect()
+}
+
+fn forwardable(name: &HeaderName, connection_named: &[HeaderName]) -> bool {
+    !NOT_FORWARDED.contains(name) && !connection_named.contains(name)
+}
+
+/// Copies the client's end-to-end headers. Credentials, the client's own
+/// `X-Scope-OrgID` (in any letter case: header names are case-insensitive)
+/// and `Expect` (actix answers `100-continue` itself) stay behind.
+/// `X-Forwarded-For` gets the client's address appended.
+fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, credential_headers: &[HeaderName]) {
+    let incoming = req.headers();
+    let connection_named = connection_tokens(incoming);
+    for (name, value) in incoming {
+        if !forwardable(name, &connection_named)
+            || name == header::AUTHORIZATION
+            || name == ORG_ID_HEADER
+            || name == header::EXPECT
+            || name == X_FORWARDED_FOR
+            || credential_headers.contains(name)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+
+    let mut forwarded_for = String::new();
+    for value in incoming.get_all(X_FORWARDED_FOR) {
+        if let Ok(value) = value.to_str() {
+            forwarded_for.push_str(value);
+            forwarded_for.push_str(", ");
+        }
+    }
+    if let Some(peer) = req.peer_addr() {
+        forwarded_for.push_str(&peer.ip().to_string());
+    }
+    let forwarded_for = forwarded_for.trim_end_matches(", ");
+    if let Ok(value) = HeaderValue::from_str(forwarded_for) {
+        if !value.is_empty() {
+            out.insert(X_FORWARDED_FOR, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn header_policy_drops_credentials_hop_by_hop_and_foreign_tenants() {
+        let req = TestRequest::post()
+            .insert_header(("Authorization", "Bearer secret.token.here"))
+            .insert_header(("X-Scope-OrgID", "evil"))
+            .insert_header(("x-scope-orgid", "evil2"))
+            .insert_header(("X-Auth-Token", "another.secret.token"))
+            .insert_header(("Connection", "keep-alive, X-Private"))
+            .insert_header(("X-Private", "hop"))
+            .insert_header(("Keep-Alive", "timeout=5"))
+            .insert_header(("Content-Encoding", "snappy"))
+            .insert_header(("X-Prometheus-Remote-Write-Version", "0.1.0"))
+            .insert_header(("User-Agent", "Prometheus/2.42.0"))
+            .insert_header(("X-Forwarded-For", "10.0.0.1"))
+            .peer_addr("192.0.2.7:5555".parse().unwrap())
+            .to_http_request();
+        let mut out = HeaderMap::new();
+        copy_request_headers(&req, &mut out, &[HeaderName::from_static("x-auth-token")]);
+
+        for dropped in [
+            "authorization",
+            "x-scope-orgid",
+            "x-auth-token",
+            "connection",
+            "x-private",
+            "keep-alive",
+        ] {
+            assert!(
+                !out.contains_key(dropped),
+                "{dropped} must not be forwarded"
+            );
+        }
+        assert_eq!(out.get("content-encoding").unwrap(), "snappy");
+        assert_eq!(
+            out.get("x-prometheus-remote-write-version").unwrap(),
+            "0.1.0"
+        );
+        assert_eq!(out.get("user-agent").unwrap(), "Prometheus/2.42.0");
+        assert_eq!(out.get("x-forwarded-for").unwrap(), "10.0.0.1, 192.0.2.7");
+    }
+
+    #[test]
+    fn body_framing_follows_the_client() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(request_body_length(&headers), RequestBody::None));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("65536"));
+        assert!(matches!(
+            request_body_length(&headers),
+            RequestBody::Sized(65536)
+        ));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(matches!(
+            request_body_length(&headers),
+            RequestBody::Chunked
+        ));
+    }
+}

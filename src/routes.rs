@@ -1,0 +1,344 @@
+//! The route table: which path prefixes are forwarded, and to which upstream.
+//!
+//! Only what this table lists is ever forwarded. Prefixes match whole path
+//! segments and the most specific prefix wins, so `/api/v1/push` goes to the
+//! distributor while the rest of `/api` goes to the query-frontend, and
+//! admin pages such as `/ring` or `/all_user_stats` are simply not reachable.
+
+use crate::config::{Settings, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
+
+/// Why a path is refused before routing.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// Refused with 400: the upstream might read the path differently from us.
+    #[error("path is not canonical: {0}")]
+    NotCanonical(&'static str),
+    /// Refused with 404: nothing is routed there.
+    #[error("no route for this path")]
+    NotFound,
+}
+
+/// One forwarding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Canonical path prefix, without trailing slash (`/api/v1/push`).
+    pub prefix: String,
+    /// Name of the upstream in `Settings::upstreams`.
+    pub upstream: String,
+}
+
+const DISTRIBUTOR_PREFIXES: &[&str] = &[
+    "/api/v1/push",
+    "/api/prom/push",
+    "/otlp/v1/metrics",
+    "/api/v1/otlp/v1/metrics",
+];
+
+const RULER_PREFIXES: &[&str] = &[
+    "/prometheus/config/v1/rules",
+    "/prometheus/api/v1/rules",
+    "/prometheus/api/v1/alerts",
+    "/api/v1/rules",
+    "/api/prom/rules",
+    "/api/prom/api/v1/rules",
+    "/api/prom/api/v1/alerts",
+];
+
+const ALERTMANAGER_PREFIXES: &[&str] = &[
+    "/alertmanager",
+    "/api/v1/alerts",
+    "/api/prom/alertmanager",
+    "/multitenant_alertmanager",
+];
+
+const QUERY_FRONTEND_PREFIXES: &[&str] = &["/api", "/prometheus"];
+
+/// Paths the gateway answers itself; no route may shadow them.
+pub const SERVICE_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
+
+/// Builds the routes from the default table and the `[[routes]]` entries,
+/// most specific first.
+pub fn route_table(settings: &Settings) -> Vec<Route> {
+    let or_query_frontend = |name: &'static str| -> &'static str {
+        if settings.upstreams.contains_key(name) {
+            name
+        } else {
+            QUERY_FRONTEND
+        }
+    };
+    let defaults = [
+        (DISTRIBUTOR_PREFIXES, DISTRIBUTOR),
+        (RULER_PREFIXES, or_query_frontend(RULER)),
+        (ALERTMANAGER_PREFIXES, or_query_frontend(ALERTMANAGER)),
+        (QUERY_FRONTEND_PREFIXES, QUERY_FRONTEND),
+    ];
+
+    // Custom routes come first so that, at equal specificity, they replace
+    // the default for the same prefix.
+    let mut routes: Vec<Route> = settings
+        .routes
+        .iter()
+        .map(|r| Route {
+            prefix: r.prefix.trim_end_matches('/').to_owned(),
+            upstream: r.upstream.clone(),
+        })
+        .collect();
+    for (prefixes, upstream) in defaults {
+        for prefix in prefixes {
+            if !routes.iter().any(|r| r.prefix == *prefix) {
+                routes.push(Route {
+                    prefix: (*prefix).to_owned(),
+                    upstream: upstream.to_owned(),
+                });
+            }
+        }
+    }
+    // Stable: equal segment counts keep custom-before-default order.
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.matches('/').count()));
+    routes
+}
+
+/// Refuses paths that an upstream could resolve differently from our
+/// segment-wise matching: dot segments, empty segments, encoded separators,
+/// encoded dots, NUL and backslashes. A single trailing slash is allowed
+/// (`/alertmanager/` is the Alertmanager UI's own address).
+pub fn check_canonical(path: &str) -> Result<(), RouteError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(RouteError::NotCanonical("does not start with /"));
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(());
+    }
+    for segment in rest.split('/') {
+        match segment {
+            "" => return Err(RouteError::NotCanonical("empty segment")),
+            "." | ".." => return Err(RouteError::NotCanonical("dot segment")),
+            _ => {}
+        }
+    }
+    let bytes = path.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'\\' => return Err(RouteError::NotCanonical("backslash")),
+            0..=0x20 | 0x7f.. => return Err(RouteError::NotCanonical("control or non-ASCII byte")),
+            b'%' => {
+                let hex = bytes
+                    .get(index + 1..index + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(RouteError::NotCanonical("bad percent-encoding"))?;
+                if matches!(hex, b'.' | b'/' | b'\\' | 0) {
+                    return Err(RouteError::NotCanonical("encoded separator or dot"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `[[routes]]` prefix: canonical, not the root, not a path the
+/// gateway serves itself.
+pub fn validate_custom_prefix(prefix: &str) -> Result<(), String> {
+    check_canonical(prefix).map_err(|e| format!("`{prefix}`: {e}"))?;
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err("`/` would forward every path, admin pages included".to_owned());
+    }
+    if trimmed.contains(['?', '#', '%', '{', '}', '*']) {
+        return Err(format!("`{prefix}` must be a plain path"));
+    }
+    let shadows = |service: &&str| {
+        service.starts_with(trimmed) && service[trimmed.len()..].is_empty()
+            || trimmed.starts_with(&format!("{service}/"))
+    };
+    if let Some(service) = SERVICE_PATHS.iter().find(|s| shadows(s)) {
+        return Err(format!(
+            "`{prefix}` would shadow the gateway's own {service}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CustomRoute, Overrides, Settings};
+
+    fn settings(extra: &[(&str, &str)], routes: &[(&str, &str)]) -> Settings {
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR".into(),
+                "http://d".into(),
+            ),
+            (
+                "CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND".into(),
+                "http://q".into(),
+            ),
+            ("CORTEX_GATEWAY__AUTH__JWT_SECRET".into(), "s".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut settings = Settings::load(None, env, &Overrides::default()).unwrap();
+        settings.routes = routes
+            .iter()
+            .map(|(prefix, upstream)| CustomRoute {
+                prefix: prefix.to_string(),
+                upstream: upstream.to_string(),
+            })
+            .collect();
+        settings
+    }
+
+    /// The routing rule, stated plainly: the first (most specific) route
+    /// whose prefix is the path or a whole-segment prefix of it. The app's
+    /// dispatch is checked against it in the server tests.
+    fn resolve<'a>(routes: &'a [Route], path: &str) -> Result<&'a Route, RouteError> {
+        routes
+            .iter()
+            .find(|route| {
+                path.strip_prefix(route.prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .ok_or(RouteError::NotFound)
+    }
+
+    fn target(routes: &[Route], path: &str) -> Option<String> {
+        resolve(routes, path).ok().map(|r| r.upstream.clone())
+    }
+
+    #[test]
+    fn default_table_sends_each_path_to_its_service() {
+        let routes = route_table(&settings(&[], &[]));
+        let t = |p| target(&routes, p);
+        assert_eq!(t("/api/v1/push").as_deref(), Some("distributor"));
+        assert_eq!(t("/api/prom/push").as_deref(), Some("distributor"));
+        assert_eq!(t("/otlp/v1/metrics").as_deref(), Some("distributor"));
+        assert_eq!(t("/api/v1/otlp/v1/metrics").as_deref(), Some("distributor"));
+        assert_eq!(t("/api/v1/query").as_deref(), Some("query_frontend"));
+        assert_eq!(
+            t("/prometheus/api/v1/query_range").as_deref(),
+            Some("query_frontend")
+        );
+        // Without ruler/alertmanager upstreams, their routes fall back.
+        assert_eq!(
+            t("/prometheus/api/v1/rules").as_deref(),
+            Some("query_frontend")
+        );
+        assert_eq!(
+            t("/alertmanager/api/v2/status").as_deref(),
+            Some("query_frontend")
+        );
+        assert_eq!(t("/api"), Some("query_frontend".into()));
+        for unrouted in [
+            "/",
+            "/ring",
+            "/all_user_stats",
+            "/apifoo",
+            "/api-v1",
+            "/config",
+            "/flush",
+        ] {
+            assert_eq!(t(unrouted), None, "{unrouted}");
+        }
+    }
+
+    #[test]
+    fn optional_upstreams_take_their_routes() {
+        let routes = route_table(&settings(
+            &[
+                ("CORTEX_GATEWAY__UPSTREAMS__RULER", "http://r"),
+                ("CORTEX_GATEWAY__UPSTREAMS__ALERTMANAGER", "http://a"),
+            ],
+            &[],
+        ));
+        let t = |p| target(&routes, p);
+        assert_eq!(
+            t("/prometheus/config/v1/rules/ns").as_deref(),
+            Some("ruler")
+        );
+        assert_eq!(t("/api/prom/api/v1/alerts").as_deref(), Some("ruler"));
+        assert_eq!(t("/prometheus/api/v1/alerts").as_deref(), Some("ruler"));
+        assert_eq!(t("/api/v1/alerts").as_deref(), Some("alertmanager"));
+        assert_eq!(t("/alertmanager").as_deref(), Some("alertmanager"));
+        assert_eq!(
+            t("/multitenant_alertmanager/status").as_deref(),
+            Some("alertmanager")
+        );
+        assert_eq!(t("/api/v1/alertsfoo").as_deref(), Some("query_frontend"));
+    }
+
+    #[test]
+    fn custom_routes_win_at_equal_or_greater_specificity() {
+        let routes = route_table(&settings(
+            &[("CORTEX_GATEWAY__UPSTREAMS__LOKI", "http://l")],
+            &[
+                ("/loki/api/v1/push", "loki"),
+                ("/api/v1/push", "loki"),
+                ("/api/v1/write/", "loki"),
+            ],
+        ));
+        let t = |p| target(&routes, p);
+        assert_eq!(t("/loki/api/v1/push").as_deref(), Some("loki"));
+        assert_eq!(t("/api/v1/push").as_deref(), Some("loki"));
+        assert_eq!(t("/api/v1/write").as_deref(), Some("loki"));
+        assert_eq!(t("/loki/api/v1/query"), None);
+        assert_eq!(
+            routes.iter().filter(|r| r.prefix == "/api/v1/push").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn canonical_paths_pass() {
+        for ok in [
+            "/",
+            "/api/v1/push",
+            "/alertmanager/",
+            "/api/v1/label/job/values",
+            "/a%20b",
+            "/api/v1/query%3Fx",
+        ] {
+            assert_eq!(check_canonical(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused() {
+        for bad in [
+            "",
+            "api",
+            "//api",
+            "/api//v1",
+            "/api/./v1",
+            "/api/../ring",
+            "/..",
+            "/api/v1/..",
+            "/api/%2e%2e/ring",
+            "/api%2Fv1",
+            "/api%2fv1",
+            "/api/%2E/x",
+            "/a%00b",
+            "/a%5cb",
+            "/a\\b",
+            "/a%zz",
+            "/a%4",
+            "/a b",
+            "/api/v1/push//",
+        ] {
+            assert!(
+                matches!(check_canonical(bad), Err(RouteError::NotCanonical(_))),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn custom_prefixes_are_checked() {
+        assert!(validate_custom_prefix("/loki/api/v1/push").is_ok());
+        assert!(validate_custom_prefix("/healthz").is_ok());
+        for bad in ["/", "", "loki", "/health", "/metrics/x", "/a/../b", "/a{b}"] {
+            assert!(validate_custom_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+}

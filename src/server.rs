@@ -1,0 +1,234 @@
+//! App assembly: the route table becomes actix resources, the service
+//! endpoints (`/health`, `/ready`, `/metrics`) sit beside them, and the
+//! lifecycle turns SIGTERM/SIGINT into a drain that load balancers notice.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::{Authenticator, Tenant};
+use crate::config::{ConfigError, Settings};
+use crate::error::GatewayError;
+use crate::metrics::{Metrics, ProxyMetrics};
+use crate::proxy::{self, Target};
+use crate::routes::{self, RouteError};
+
+/// Whether the gateway still wants new requests; flipped once on shutdown.
+#[derive(Default)]
+pub struct Lifecycle {
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn begin_shutdown(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// Everything the workers share, built once from the settings.
+#[derive(Clone)]
+pub struct Gateway {
+    settings: Arc<Settings>,
+    authenticator: web::Data<Authenticator>,
+    targets: Vec<(String, web::Data<Target>)>,
+    metrics: Metrics,
+    proxy_metrics: web::Data<ProxyMetrics>,
+    request_metrics: PrometheusMetrics,
+    lifecycle: web::Data<Lifecycle>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Gateway {
+    pub fn new(settings: Settings) -> Result<Self, ConfigError> {
+        let metrics = Metrics::new(settings.upstreams.keys().map(String::as_str));
+        let authenticator = web::Data::new(Authenticator::with_metrics(
+            &settings.auth,
+            metrics.auth.clone(),
+        )?);
+        let targets = routes::route_table(&settings)
+            .into_iter()
+            .map(|route| {
+                let target = Target {
+                    upstream: settings.upstreams[&route.upstream].clone(),
+                    name: route.upstream,
+                };
+                (route.prefix, web::Data::new(target))
+            })
+            .collect();
+        let request_metrics = PrometheusMetricsBuilder::new("cortex_gateway")
+            .registry(metrics.registry.clone())
+            .endpoint("/metrics")
+            .mask_unmatched_patterns("UNMATCHED")
+            .build()
+            .expect("request metrics register once in a fresh registry");
+        Ok(Self {
+            proxy_metrics: web::Data::new(metrics.proxy.clone()),
+            settings: Arc::new(settings),
+            authenticator,
+            targets,
+            metrics,
+            request_metrics,
+            lifecycle: web::Data::new(Lifecycle::default()),
+            tls: proxy::tls_config(),
+        })
+    }
+
+    /// The registry behind `/metrics`, for tests and embedding.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Shared shutdown state: flipping it makes `/ready` answer 503.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Registers the routes and service endpoints on one worker's app.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        cfg.app_data(self.authenticator.clone())
+            .app_data(self.proxy_metrics.clone())
+            .app_data(self.lifecycle.clone())
+            .app_data(web::Data::new(proxy::client(
+                &self.settings.proxy,
+                self.tls.clone(),
+            )))
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            // Served by the metrics middleware; registered so the route exists.
+            .route("/metrics", web::get().to(HttpResponse::NotFound));
+        for (prefix, target) in &self.targets {
+            cfg.service(
+                web::resource([prefix.clone(), format!("{prefix}/{{tail}}*")])
+                    .app_data(target.clone())
+                    .to(forward),
+            );
+        }
+        cfg.default_service(web::to(not_routed));
+    }
+
+    /// Binds and serves until SIGTERM or SIGINT, then drains.
+    pub async fn serve(self) -> io::Result<()> {
+        let server_settings = self.settings.server.clone();
+        let address = SocketAddr::new(
+            server_settings
+                .http_listen_address
+                .parse()
+                .map_err(|_| io::Error::other("server.http_listen_address: not an IP address"))?,
+            server_settings.http_listen_port,
+        );
+        let lifecycle = self.lifecycle.clone();
+        let app_state = self.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .wrap(app_state.request_metrics.clone())
+                .configure(|cfg| app_state.configure(cfg))
+        })
+        .disable_signals()
+        .shutdown_timeout(server_settings.graceful_shutdown_timeout.as_secs())
+        .client_request_timeout(server_settings.http_read_timeout);
+        if server_settings.workers > 0 {
+            server = server.workers(server_settings.workers);
+        }
+        let server = server
+            .bind(address)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("server.http_listen_port: cannot listen on {address}: {e}"),
+                )
+            })?
+            .run();
+        tracing::info!(%address, "cortex-gateway listening");
+        let mut terminate = actix_web::rt::signal::unix::signal(
+            actix_web::rt::signal::unix::SignalKind::terminate(),
+        )?;
+        let mut interrupt = actix_web::rt::signal::unix::signal(
+            actix_web::rt::signal::unix::SignalKind::interrupt(),
+        )?;
+        let handle: ServerHandle = server.handle();
+        actix_web::rt::spawn(async move {
+            let signal = tokio_select(terminate.recv(), interrupt.recv()).await;
+            lifecycle.begin_shutdown();
+            tracing::info!(
+                signal,
+                delay = ?server_settings.shutdown_delay,
+                drain = ?server_settings.graceful_shutdown_timeout,
+                "shutting down: /ready answers 503, listener closes after the delay"
+            );
+            actix_web::rt::time::sleep(server_settings.shutdown_delay).await;
+            handle.stop(true).await;
+        });
+        server.await?;
+        tracing::info!("cortex-gateway stopped");
+        Ok(())
+    }
+}
+
+/// Waits for whichever signal comes first and names it for the log.
+async fn tokio_select(
+    terminate: impl std::future::Future<Output = Option<()>>,
+    interrupt: impl std::future::Future<Output = Option<()>>,
+) -> &'static str {
+    use futures_util::future::{select, Either};
+    match select(std::pin::pin!(terminate), std::pin::pin!(interrupt)).await {
+        Either::Left(_) => "SIGTERM",
+        Either::Right(_) => "SIGINT",
+    }
+}
+
+/// A request, top to bottom: the `Tenant` extractor has authenticated it;
+/// the path must be canonical; the resource it matched names the upstream;
+/// the proxy forwards it and streams the answer back.
+async fn forward(
+    req: HttpRequest,
+    tenant: Tenant,
+    payload: web::Payload,
+    target: web::Data<Target>,
+    client: web::Data<awc::Client>,
+    metrics: web::Data<ProxyMetrics>,
+    authenticator: web::Data<Authenticator>,
+) -> Result<HttpResponse, GatewayError> {
+    routes::check_canonical(req.uri().path())?;
+    metrics.forwarded(&target.name);
+    let response = proxy::forward(
+        &client,
+        &target,
+        &req,
+        payload,
+        &tenant,
+        authenticator.credential_headers(),
+    )
+    .await?;
+    Ok(response)
+}
+
+/// Everything outside the route table: never forwarded, never authenticated.
+async fn not_routed(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    routes::check_canonical(req.uri().path())?;
+    Err(RouteError::NotFound.into())
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("Ok")
+}
+
+async fn ready(lifecycle: web::Data<Lifecycle>) -> HttpResponse {
+    if lifecycle.is_draining() {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("shutting down")
+    } else {
+        HttpResponse::Ok().content_type("text/plain").body("ready")
+    }
+}
