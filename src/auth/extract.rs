@@ -64,6 +64,10 @@ pub fn token_from_value(value: &str) -> Result<RawToken<'_>, AuthError> {
     }
     let (scheme, rest) = match value.split_once(' ') {
         Some((scheme, rest)) => (scheme, rest.trim()),
+        // A scheme with nothing after it: `Bearer ` once trimmed.
+        None if value.eq_ignore_ascii_case("bearer") || value.eq_ignore_ascii_case("basic") => {
+            return Err(AuthError::MissingToken)
+        }
         None => ("", value),
     };
     let token = if scheme.eq_ignore_ascii_case("bearer") {

@@ -1,0 +1,176 @@
+//! Authentication through HTTP: every way a token is accepted, every way it
+//! is refused, and that a refused request never reaches an upstream.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[actix_rt::test]
+async fn accepted_forms_reach_the_upstream_with_the_tenant() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let token = tenant_token("team-a");
+    for authorization in [
+        format!("Bearer {token}"),
+        format!("bearer {token}"),
+        format!("BEARER  {token}"),
+        token.clone(),
+        basic("prometheus", &token),
+        basic("", &token),
+    ] {
+        let response = client()
+            .get(gateway.url("/api/v1/query?query=up"))
+            .insert_header(("Authorization", authorization.as_str()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{authorization:.12}…");
+        assert_eq!(upstream.last().header_values("x-scope-orgid"), ["team-a"]);
+    }
+    assert_eq!(upstream.requests().len(), 6);
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_succeeded_authentications_total{tenant="team-a"}"#),
+        6.0
+    );
+}
+
+#[actix_rt::test]
+async fn missing_token_is_401_with_the_go_gateway_body() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    for authorization in [None, Some("Bearer "), Some(""), Some("Basic Og==")] {
+        let mut request = client().post(gateway.url("/api/v1/push"));
+        if let Some(value) = authorization {
+            request = request.insert_header(("Authorization", value));
+        }
+        let mut response = request.send_body("data").await.unwrap();
+        assert_eq!(response.status(), 401, "{authorization:?}");
+        assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+        assert_eq!(response.body().await.unwrap(), "No bearer token provided");
+    }
+    assert!(upstream.requests().is_empty());
+    assert_eq!(gateway.metric(r#"cortex_gateway_failed_authentications_total{reason="no_token"}"#), 4.0);
+}
+
+#[actix_rt::test]
+async fn every_bad_token_is_401_counted_by_reason_and_never_forwarded() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__AUTH__AUDIENCE", "cortex")
+        .env("CORTEX_GATEWAY__AUTH__ALGORITHMS", "HS256,HS512")
+        .start();
+    let good = |extra: serde_json::Value| {
+        let mut claims = json!({"tenant_id": "t", "version": 1, "aud": "cortex"});
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        claims
+    };
+    let cases: Vec<(&str, String)> = vec![
+        ("bad_signature", token_with(Algorithm::HS256, good(json!({})), b"not-the-secret")),
+        ("algorithm", token_with(Algorithm::HS384, good(json!({})), SECRET.as_bytes())),
+        // {"alg":"none"} with an empty signature
+        ("algorithm", format!("eyJhbGciOiJub25lIn0.{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(good(json!({})).to_string()))),
+        ("expired", token(good(json!({"exp": now() - 3600})))),
+        ("not_yet_valid", token(good(json!({"nbf": now() + 3600})))),
+        ("audience", token(good(json!({"aud": "loki"})))),
+        ("audience", token(json!({"tenant_id": "t"}))),
+        ("tenant", token(good(json!({"tenant_id": "a/b"})))),
+        ("tenant", token(good(json!({"tenant_id": ".."})))),
+        ("tenant", token(good(json!({"tenant_id": "x".repeat(151)})))),
+        ("tenant", token(good(json!({"tenant_id": 7})))),
+        ("tenant", token(json!({"version": 1, "aud": "cortex"}))),
+        ("version", token(good(json!({"version": "1"})))),
+        ("version", token(good(json!({"version": 1.5})))),
+        ("version", token(good(json!({"version": -1})))),
+        ("malformed", "not-a-jwt".to_owned()),
+        ("malformed", "a.b.c.d".to_owned()),
+        ("malformed", "!!!.@@@.###".to_owned()),
+    ];
+    for (reason, bad) in &cases {
+        let series = format!(r#"cortex_gateway_failed_authentications_total{{reason="{reason}"}}"#);
+        let before = gateway.metric(&series);
+        let mut response = client()
+            .get(gateway.url("/prometheus/api/v1/query?query=up"))
+            .insert_header(("Authorization", format!("Bearer {bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{reason}");
+        assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+        let body = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+        assert!(body.starts_with("Invalid bearer token"), "{reason}: {body}");
+        assert!(!body.contains(bad.as_str()), "the body must not echo the token");
+        assert_eq!(gateway.metric(&series), before + 1.0, "{reason} counted");
+    }
+    assert!(upstream.requests().is_empty(), "nothing unauthenticated is forwarded");
+
+    let logs = gateway.logs();
+    assert!(logs.contains("authentication failed"), "{logs}");
+    assert!(logs.contains("reason=\"expired\""), "{logs}");
+    for (_, bad) in &cases {
+        for part in bad.split('.').filter(|p| p.len() > 8) {
+            assert!(!logs.contains(part), "a token fragment leaked into the log");
+        }
+    }
+    assert!(!logs.contains(SECRET));
+}
+
+#[actix_rt::test]
+async fn a_valid_token_with_audience_and_expiry_passes() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__AUTH__AUDIENCE", "mimir,cortex")
+        .start();
+    let token = token(json!({"tenant_id": "team-b", "version": 0, "aud": ["x", "cortex"], "exp": now() + 600, "nbf": now() - 10}));
+    let response = client()
+        .get(gateway.url("/api/v1/labels"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.last().header("x-scope-orgid"), Some("team-b"));
+}
+
+#[actix_rt::test]
+async fn custom_tenant_claim_and_extra_headers() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .arg("-gateway.auth.tenant-id-claim=org")
+        .arg("-gateway.auth.jwt-extra-headers=X-Grafana-Token")
+        .start();
+    let token = token(json!({"org": "grafana-team", "tenant_id": "ignored"}));
+    let response = client()
+        .get(gateway.url("/api/v1/labels"))
+        .insert_header(("X-Grafana-Token", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let recorded = upstream.last();
+    assert_eq!(recorded.header("x-scope-orgid"), Some("grafana-team"));
+    assert!(recorded.header("x-grafana-token").is_none(), "credential headers are not forwarded");
+}
+
+#[actix_rt::test]
+async fn two_authorization_headers_are_refused() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let request = format!(
+        "GET /api/v1/labels HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        tenant_token("a"),
+        tenant_token("b")
+    );
+    let response = raw_http(gateway.addr(), request.as_bytes()).unwrap();
+    assert_eq!(response.status, 401);
+    assert!(upstream.requests().is_empty());
+}
