@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::{BodyStream, BoxBody, SizedStream};
+use actix_web::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode, Version};
+use actix_web::http::{StatusCode, Version};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use awc::error::{ConnectError, SendRequestError};
 
@@ -155,16 +155,16 @@ pub async fn forward(
             response.append_header((name.clone(), value.clone()));
         }
     }
-    let body_allowed = req.method() != Method::HEAD
-        && !upstream_response.status().is_informational()
-        && upstream_response.status() != StatusCode::NO_CONTENT
-        && upstream_response.status() != StatusCode::NOT_MODIFIED;
-    if !body_allowed {
-        if let Some(length) = upstream_response.headers().get(header::CONTENT_LENGTH) {
-            response.insert_header((header::CONTENT_LENGTH, length.clone()));
-        }
-        return Ok(response.body(BoxBody::new(())));
+    let status = upstream_response.status();
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(response.body(()));
     }
+    // For HEAD the upstream's payload is empty while its Content-Length
+    // describes the GET body; a sized body of that length keeps the header
+    // and actix writes no body bytes for HEAD.
     let body = upstream_response.take_payload();
     Ok(match content_length(upstream_response.headers()) {
         Some(length) => response.body(SizedStream::new(length, body)),

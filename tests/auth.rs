@@ -55,11 +55,17 @@ async fn missing_token_is_401_with_the_go_gateway_body() {
         }
         let mut response = request.send_body("data").await.unwrap();
         assert_eq!(response.status(), 401, "{authorization:?}");
-        assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+        assert_eq!(
+            response.headers().get("www-authenticate").unwrap(),
+            "Bearer"
+        );
         assert_eq!(response.body().await.unwrap(), "No bearer token provided");
     }
     assert!(upstream.requests().is_empty());
-    assert_eq!(gateway.metric(r#"cortex_gateway_failed_authentications_total{reason="no_token"}"#), 4.0);
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_failed_authentications_total{reason="no_token"}"#),
+        4.0
+    );
 }
 
 #[actix_rt::test]
@@ -71,14 +77,30 @@ async fn every_bad_token_is_401_counted_by_reason_and_never_forwarded() {
         .start();
     let good = |extra: serde_json::Value| {
         let mut claims = json!({"tenant_id": "t", "version": 1, "aud": "cortex"});
-        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         claims
     };
     let cases: Vec<(&str, String)> = vec![
-        ("bad_signature", token_with(Algorithm::HS256, good(json!({})), b"not-the-secret")),
-        ("algorithm", token_with(Algorithm::HS384, good(json!({})), SECRET.as_bytes())),
+        (
+            "bad_signature",
+            token_with(Algorithm::HS256, good(json!({})), b"not-the-secret"),
+        ),
+        (
+            "algorithm",
+            token_with(Algorithm::HS384, good(json!({})), SECRET.as_bytes()),
+        ),
         // {"alg":"none"} with an empty signature
-        ("algorithm", format!("eyJhbGciOiJub25lIn0.{}.", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(good(json!({})).to_string()))),
+        (
+            "algorithm",
+            format!(
+                "eyJhbGciOiJub25lIn0.{}.",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(good(json!({})).to_string())
+            ),
+        ),
         ("expired", token(good(json!({"exp": now() - 3600})))),
         ("not_yet_valid", token(good(json!({"nbf": now() + 3600})))),
         ("audience", token(good(json!({"aud": "loki"})))),
@@ -105,13 +127,22 @@ async fn every_bad_token_is_401_counted_by_reason_and_never_forwarded() {
             .await
             .unwrap();
         assert_eq!(response.status(), 401, "{reason}");
-        assert_eq!(response.headers().get("www-authenticate").unwrap(), "Bearer");
+        assert_eq!(
+            response.headers().get("www-authenticate").unwrap(),
+            "Bearer"
+        );
         let body = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
         assert!(body.starts_with("Invalid bearer token"), "{reason}: {body}");
-        assert!(!body.contains(bad.as_str()), "the body must not echo the token");
+        assert!(
+            !body.contains(bad.as_str()),
+            "the body must not echo the token"
+        );
         assert_eq!(gateway.metric(&series), before + 1.0, "{reason} counted");
     }
-    assert!(upstream.requests().is_empty(), "nothing unauthenticated is forwarded");
+    assert!(
+        upstream.requests().is_empty(),
+        "nothing unauthenticated is forwarded"
+    );
 
     let logs = gateway.logs();
     assert!(logs.contains("authentication failed"), "{logs}");
@@ -130,7 +161,9 @@ async fn a_valid_token_with_audience_and_expiry_passes() {
     let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
         .env("CORTEX_GATEWAY__AUTH__AUDIENCE", "mimir,cortex")
         .start();
-    let token = token(json!({"tenant_id": "team-b", "version": 0, "aud": ["x", "cortex"], "exp": now() + 600, "nbf": now() - 10}));
+    let token = token(
+        json!({"tenant_id": "team-b", "version": 0, "aud": ["x", "cortex"], "exp": now() + 600, "nbf": now() - 10}),
+    );
     let response = client()
         .get(gateway.url("/api/v1/labels"))
         .bearer_auth(&token)
@@ -158,7 +191,10 @@ async fn custom_tenant_claim_and_extra_headers() {
     assert_eq!(response.status(), 200);
     let recorded = upstream.last();
     assert_eq!(recorded.header("x-scope-orgid"), Some("grafana-team"));
-    assert!(recorded.header("x-grafana-token").is_none(), "credential headers are not forwarded");
+    assert!(
+        recorded.header("x-grafana-token").is_none(),
+        "credential headers are not forwarded"
+    );
 }
 
 #[actix_rt::test]

@@ -23,8 +23,12 @@ pub fn token(claims: Value) -> String {
 }
 
 pub fn token_with(alg: Algorithm, claims: Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret).unwrap())
-        .unwrap()
+    jsonwebtoken::encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn tenant_token(tenant: &str) -> String {
@@ -118,7 +122,11 @@ pub fn pattern_chunk(offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-async fn record(req: HttpRequest, mut payload: web::Payload, state: web::Data<UpstreamState>) -> HttpResponse {
+async fn record(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<UpstreamState>,
+) -> HttpResponse {
     let mut body = Vec::new();
     let mut body_len = 0u64;
     let mut body_hash = FNV_START;
@@ -138,7 +146,12 @@ async fn record(req: HttpRequest, mut payload: web::Payload, state: web::Data<Up
         headers: req
             .headers()
             .iter()
-            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
         body_len,
@@ -149,7 +162,8 @@ async fn record(req: HttpRequest, mut payload: web::Payload, state: web::Data<Up
     if !reply.delay.is_zero() {
         actix_web::rt::time::sleep(reply.delay).await;
     }
-    let mut response = HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
+    let mut response =
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(reply.status).unwrap());
     response.insert_header(("x-upstream-name", state.name.clone()));
     for (name, value) in &reply.headers {
         response.append_header((name.as_str(), value.as_str()));
@@ -195,7 +209,11 @@ impl Upstream {
             })
         });
         let handle = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self { addr, state, handle }
+        Self {
+            addr,
+            state,
+            handle,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -211,7 +229,9 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the upstream received no request")
+        self.requests()
+            .pop()
+            .expect("the upstream received no request")
     }
 }
 
@@ -224,7 +244,11 @@ impl Drop for Upstream {
 // ---- the gateway process ---------------------------------------------------
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn binary() -> &'static str {
@@ -254,8 +278,14 @@ impl GatewayBuilder {
         Self {
             args: Vec::new(),
             env: vec![
-                ("CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR".into(), distributor.into()),
-                ("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND".into(), query_frontend.into()),
+                (
+                    "CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR".into(),
+                    distributor.into(),
+                ),
+                (
+                    "CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND".into(),
+                    query_frontend.into(),
+                ),
                 ("CORTEX_GATEWAY__AUTH__JWT_SECRET".into(), SECRET.into()),
                 ("CORTEX_GATEWAY__SERVER__WORKERS".into(), "2".into()),
             ],
@@ -280,13 +310,17 @@ impl GatewayBuilder {
 
     pub fn start(self) -> Gateway {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("cortex-gateway-it-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cortex-gateway-it-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log_path = dir.join("gateway.log");
         let log = File::create(&log_path).unwrap();
         let mut command = command();
         command
-            .args(["-server.http-listen-address=127.0.0.1", &format!("-server.http-listen-port={port}")])
+            .args([
+                "-server.http-listen-address=127.0.0.1",
+                &format!("-server.http-listen-port={port}"),
+            ])
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -298,7 +332,11 @@ impl GatewayBuilder {
         }
         command.args(&self.args);
         let child = command.spawn().expect("cortex-gateway starts");
-        let mut gateway = Gateway { child, port, log_path };
+        let mut gateway = Gateway {
+            child,
+            port,
+            log_path,
+        };
         gateway.wait_until_healthy();
         gateway
     }
@@ -333,7 +371,10 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early ({status}):\n{}", self.logs());
             }
-            if let Ok(response) = raw_http(self.addr(), b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") {
+            if let Ok(response) = raw_http(
+                self.addr(),
+                b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            ) {
                 if response.status == 200 {
                     return;
                 }
@@ -374,7 +415,11 @@ impl Gateway {
 
     /// The value of one series on `/metrics`, 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        let response = raw_http(self.addr(), b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        let response = raw_http(
+            self.addr(),
+            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
         metric_value(&String::from_utf8_lossy(&response.body), series)
     }
 }
@@ -399,7 +444,13 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
 pub fn metric_value(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0.0)
 }
 
@@ -415,7 +466,9 @@ impl RawResponse {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().skip(1).find_map(|line| {
             let (n, v) = line.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     }
 
