@@ -173,7 +173,8 @@ fn precedence_is_flags_then_env_then_file_then_defaults() {
 
 #[test]
 fn configuration_errors_are_one_line_naming_the_key_and_exit_1() {
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![], UPSTREAMS.to_vec(), "auth.jwt_secret: must be set (flag -gateway.auth.jwt-secret, env CORTEX_GATEWAY__AUTH__JWT_SECRET"),
         (vec!["-gateway.auth.jwt-secret="], UPSTREAMS.to_vec(), "auth.jwt_secret: must be set"),
         (vec!["-gateway.auth.jwt-secret=s"], vec![UPSTREAMS[1]], "upstreams.distributor: must be set"),
