@@ -92,6 +92,8 @@ pub struct ServerSettings {
     /// Time a client has to send its request head (Go flag
     /// `-server.http-read-timeout`); guards against slowloris clients.
     pub http_read_timeout: Duration,
+    /// Largest request body forwarded, in bytes; larger ones get 413.
+    pub max_request_body_size: u64,
     /// Worker threads; 0 means one per CPU core.
     pub workers: usize,
 }
@@ -218,6 +220,7 @@ struct RawServer {
     graceful_shutdown_timeout: String,
     shutdown_delay: String,
     http_read_timeout: String,
+    max_request_body_size: u64,
     workers: usize,
 }
 
@@ -229,6 +232,7 @@ impl Default for RawServer {
             graceful_shutdown_timeout: "30s".to_owned(),
             shutdown_delay: "0s".to_owned(),
             http_read_timeout: "30s".to_owned(),
+            max_request_body_size: 64 * 1024 * 1024,
             workers: 0,
         }
     }
@@ -391,6 +395,7 @@ impl RawSettings {
                 "server.http_read_timeout",
                 &self.server.http_read_timeout,
             )?,
+            max_request_body_size: self.server.max_request_body_size,
             workers: self.server.workers,
         };
         if server
@@ -613,6 +618,7 @@ struct EffectiveServer<'a> {
     graceful_shutdown_timeout: String,
     shutdown_delay: String,
     http_read_timeout: String,
+    max_request_body_size: u64,
     workers: usize,
 }
 
@@ -649,6 +655,7 @@ impl Settings {
                 graceful_shutdown_timeout: duration::format(self.server.graceful_shutdown_timeout),
                 shutdown_delay: duration::format(self.server.shutdown_delay),
                 http_read_timeout: duration::format(self.server.http_read_timeout),
+                max_request_body_size: self.server.max_request_body_size,
                 workers: self.server.workers,
             },
             upstreams: self

@@ -24,15 +24,21 @@ impl AuthMetrics {
     }
 }
 
-/// Counters for forwarded requests.
+/// Counters for forwarded and refused requests.
 #[derive(Clone)]
 pub struct ProxyMetrics {
     requests: IntCounterVec,
+    rejected: IntCounterVec,
 }
 
 impl ProxyMetrics {
     pub fn forwarded(&self, target: &str) {
         self.requests.with_label_values(&[target]).inc();
+    }
+
+    /// A request refused by a limit; `limit` is one of [`Metrics::LIMITS`].
+    pub fn rejected(&self, limit: &str) {
+        self.rejected.with_label_values(&[limit]).inc();
     }
 }
 
@@ -55,6 +61,9 @@ fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCount
 }
 
 impl Metrics {
+    /// The limits counted in `cortex_gateway_rejected_requests_total`.
+    pub const LIMITS: [&'static str; 1] = ["body_too_large"];
+
     /// Creates the registry and the series, with every failure reason and
     /// upstream present from the start so that `rate()` sees the first event.
     pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Self {
@@ -83,9 +92,18 @@ impl Metrics {
                 "The total number of requests forwarded to an upstream.",
                 "targetname",
             ),
+            rejected: counter(
+                &registry,
+                "rejected_requests_total",
+                "Requests refused because they exceeded a configured limit.",
+                "limit",
+            ),
         };
         for target in targets {
             proxy.requests.with_label_values(&[target]);
+        }
+        for limit in Self::LIMITS {
+            proxy.rejected.with_label_values(&[limit]);
         }
         Self {
             registry,

@@ -5,14 +5,22 @@
 //! they arrive and response chunks go back the same way, so memory does not
 //! grow with a body's size and `Content-Encoding: snappy` bytes arrive as sent.
 
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, Version};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use awc::error::{ConnectError, SendRequestError};
+use futures_util::Stream;
 
 use crate::auth::Tenant;
 use crate::config::{ProxySettings, Upstream};
@@ -48,6 +56,8 @@ pub enum ProxyError {
     Failed { upstream: String },
     #[error("request body could not be read from the client")]
     ClientBody,
+    #[error("request body exceeds server.max_request_body_size ({limit} bytes)")]
+    BodyTooLarge { limit: u64 },
 }
 
 impl ProxyError {
@@ -55,6 +65,7 @@ impl ProxyError {
         match self {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ClientBody => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -71,22 +82,6 @@ impl ProxyError {
             _ => ProxyError::Failed { upstream },
         }
     }
-}
-
-/// Builds the per-worker HTTP client. `awc::Client` is not `Send`, so each
-/// worker owns one, with its own connection pool to the upstreams.
-pub fn client(settings: &ProxySettings, tls: Arc<rustls::ClientConfig>) -> awc::Client {
-    let connector = awc::Connector::new()
-        .timeout(settings.connect_timeout)
-        .max_http_version(Version::HTTP_11)
-        .conn_keep_alive(Duration::from_secs(30))
-        .rustls_0_23(tls);
-    awc::Client::builder()
-        .connector(connector)
-        .timeout(settings.timeout)
-        .disable_redirects()
-        .no_default_headers()
-        .finish()
 }
 
 /// TLS settings for https upstreams: the system's root certificates.
@@ -113,41 +108,100 @@ pub struct Target {
     pub upstream: Upstream,
 }
 
-/// Streams `req` with `payload` to `target` as `tenant`, and streams the
-/// answer back.
-pub async fn forward(
-    client: &awc::Client,
-    target: &Target,
-    req: &HttpRequest,
-    payload: web::Payload,
-    tenant: &Tenant,
-    credential_headers: &[HeaderName],
-) -> Result<HttpResponse, ProxyError> {
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let mut url = String::with_capacity(
-        target.upstream.origin.len() + target.upstream.path_prefix.len() + path_and_query.len(),
-    );
-    url.push_str(&target.upstream.origin);
-    url.push_str(&target.upstream.path_prefix);
-    url.push_str(path_and_query);
+/// Forwards requests for one worker. `awc::Client` is not `Send`, so each
+/// worker owns a forwarder, with its own connection pool to the upstreams.
+pub struct Forwarder {
+    client: awc::Client,
+    max_request_body_size: u64,
+    credential_headers: Vec<HeaderName>,
+}
 
-    let mut outgoing = client.request(req.method().clone(), url).no_decompress();
-    copy_request_headers(req, outgoing.headers_mut(), credential_headers);
-    outgoing
-        .headers_mut()
-        .insert(ORG_ID_HEADER, tenant.header_value().clone());
+impl Forwarder {
+    pub fn new(
+        settings: &ProxySettings,
+        max_request_body_size: u64,
+        credential_headers: Vec<HeaderName>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        let connector = awc::Connector::new()
+            .timeout(settings.connect_timeout)
+            .max_http_version(Version::HTTP_11)
+            .conn_keep_alive(Duration::from_secs(30))
+            .rustls_0_23(tls);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .timeout(settings.timeout)
+            .disable_redirects()
+            .no_default_headers()
+            .finish();
+        Self {
+            client,
+            max_request_body_size,
+            credential_headers,
+        }
+    }
 
-    let sent = match request_body_length(req.headers()) {
-        RequestBody::Sized(length) => outgoing.send_body(SizedStream::new(length, payload)).await,
-        RequestBody::Chunked => outgoing.send_stream(payload).await,
-        RequestBody::None => outgoing.send().await,
-    };
-    let mut upstream_response = sent.map_err(|e| {
-        let error = ProxyError::from_send(&target.name, e);
-        tracing::warn!(upstream = %target.name, error = %error, "forwarding failed");
-        error
-    })?;
+    /// Streams `req` with `payload` to `target` as `tenant`, and streams the
+    /// answer back.
+    pub async fn forward(
+        &self,
+        target: &Target,
+        req: &HttpRequest,
+        payload: web::Payload,
+        tenant: &Tenant,
+    ) -> Result<HttpResponse, ProxyError> {
+        let limit = self.max_request_body_size;
+        let body = request_body_length(req.headers());
+        if let RequestBody::Sized(length) = body {
+            if length > limit {
+                return Err(ProxyError::BodyTooLarge { limit });
+            }
+        }
+        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let mut url = String::with_capacity(
+            target.upstream.origin.len() + target.upstream.path_prefix.len() + path_and_query.len(),
+        );
+        url.push_str(&target.upstream.origin);
+        url.push_str(&target.upstream.path_prefix);
+        url.push_str(path_and_query);
 
+        let mut outgoing = self
+            .client
+            .request(req.method().clone(), url)
+            .no_decompress();
+        copy_request_headers(req, outgoing.headers_mut(), &self.credential_headers);
+        outgoing
+            .headers_mut()
+            .insert(ORG_ID_HEADER, tenant.header_value().clone());
+
+        let exceeded = Rc::new(Cell::new(false));
+        let payload = LimitedBody {
+            inner: payload,
+            remaining: limit,
+            exceeded: exceeded.clone(),
+        };
+        let sent = match body {
+            RequestBody::Sized(length) => {
+                outgoing.send_body(SizedStream::new(length, payload)).await
+            }
+            RequestBody::Chunked => outgoing.send_stream(payload).await,
+            RequestBody::None => outgoing.send().await,
+        };
+        let upstream_response = sent.map_err(|e| {
+            if exceeded.get() {
+                return ProxyError::BodyTooLarge { limit };
+            }
+            let error = ProxyError::from_send(&target.name, e);
+            tracing::warn!(upstream = %target.name, error = %error, "forwarding failed");
+            error
+        })?;
+        Ok(stream_back(upstream_response))
+    }
+}
+
+/// The upstream's answer as the client's response: status, end-to-end
+/// headers and the body stream, unchanged.
+fn stream_back(mut upstream_response: awc::ClientResponse) -> HttpResponse {
     let mut response = HttpResponse::build(upstream_response.status());
     let connection_named = connection_tokens(upstream_response.headers());
     for (name, value) in upstream_response.headers() {
@@ -160,16 +214,48 @@ pub async fn forward(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok(response.body(()));
+        return response.body(());
     }
     // For HEAD the upstream's payload is empty while its Content-Length
     // describes the GET body; a sized body of that length keeps the header
     // and actix writes no body bytes for HEAD.
     let body = upstream_response.take_payload();
-    Ok(match content_length(upstream_response.headers()) {
+    match content_length(upstream_response.headers()) {
         Some(length) => response.body(SizedStream::new(length, body)),
         None => response.body(BodyStream::new(body)),
-    })
+    }
+}
+
+/// The client's body, cut off with an error once it grows past the limit.
+/// The error aborts the upstream request, so the rest is never forwarded.
+struct LimitedBody<S> {
+    inner: S,
+    remaining: u64,
+    exceeded: Rc<Cell<bool>>,
+}
+
+impl<S> Stream for LimitedBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let len = chunk.len() as u64;
+                if len > self.remaining {
+                    self.exceeded.set(true);
+                    return Poll::Ready(Some(Err(io::Error::other("request body too large"))));
+                }
+                self.remaining -= len;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(io::Error::other(error)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 enum RequestBody {

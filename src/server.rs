@@ -16,7 +16,7 @@ use crate::auth::{Authenticator, Tenant};
 use crate::config::{ConfigError, Settings};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, ProxyMetrics};
-use crate::proxy::{self, Target};
+use crate::proxy::{self, Forwarder, ProxyError, Target};
 use crate::routes::{self, RouteError};
 
 /// Whether the gateway still wants new requests; flipped once on shutdown.
@@ -41,7 +41,6 @@ pub struct Gateway {
     settings: Arc<Settings>,
     authenticator: web::Data<Authenticator>,
     targets: Vec<(String, web::Data<Target>)>,
-    metrics: Metrics,
     proxy_metrics: web::Data<ProxyMetrics>,
     request_metrics: PrometheusMetrics,
     lifecycle: web::Data<Lifecycle>,
@@ -76,21 +75,10 @@ impl Gateway {
             settings: Arc::new(settings),
             authenticator,
             targets,
-            metrics,
             request_metrics,
             lifecycle: web::Data::new(Lifecycle::default()),
             tls: proxy::tls_config(),
         })
-    }
-
-    /// The registry behind `/metrics`, for tests and embedding.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// Shared shutdown state: flipping it makes `/ready` answer 503.
-    pub fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
     }
 
     /// Registers the routes and service endpoints on one worker's app.
@@ -98,8 +86,10 @@ impl Gateway {
         cfg.app_data(self.authenticator.clone())
             .app_data(self.proxy_metrics.clone())
             .app_data(self.lifecycle.clone())
-            .app_data(web::Data::new(proxy::client(
+            .app_data(web::Data::new(Forwarder::new(
                 &self.settings.proxy,
+                self.settings.server.max_request_body_size,
+                self.settings.auth.extra_headers.clone(),
                 self.tls.clone(),
             )))
             .route("/health", web::get().to(health))
@@ -195,22 +185,17 @@ async fn forward(
     tenant: Tenant,
     payload: web::Payload,
     target: web::Data<Target>,
-    client: web::Data<awc::Client>,
+    forwarder: web::Data<Forwarder>,
     metrics: web::Data<ProxyMetrics>,
-    authenticator: web::Data<Authenticator>,
 ) -> Result<HttpResponse, GatewayError> {
     routes::check_canonical(req.uri().path())?;
     metrics.forwarded(&target.name);
-    let response = proxy::forward(
-        &client,
-        &target,
-        &req,
-        payload,
-        &tenant,
-        authenticator.credential_headers(),
-    )
-    .await?;
-    Ok(response)
+    let response = forwarder.forward(&target, &req, payload, &tenant).await;
+    if let Err(error @ ProxyError::BodyTooLarge { .. }) = &response {
+        metrics.rejected("body_too_large");
+        tracing::info!(tenant = tenant.as_str(), error = %error, "request refused");
+    }
+    Ok(response?)
 }
 
 /// Everything outside the route table: never forwarded, never authenticated.

@@ -27,10 +27,16 @@ fn expected_hash() -> u64 {
 #[actix_rt::test]
 async fn a_256_mib_upload_streams_through_with_flat_memory() {
     let upstream = Upstream::start("d");
-    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
-    let stream = futures_util::stream::iter((0..BODY / CHUNK).map(|i| {
-        Ok::<_, std::io::Error>(Bytes::from(pattern_chunk(i * CHUNK, CHUNK as usize)))
-    }));
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env(
+            "CORTEX_GATEWAY__SERVER__MAX_REQUEST_BODY_SIZE",
+            &(2 * BODY).to_string(),
+        )
+        .start();
+    let stream =
+        futures_util::stream::iter((0..BODY / CHUNK).map(|i| {
+            Ok::<_, std::io::Error>(Bytes::from(pattern_chunk(i * CHUNK, CHUNK as usize)))
+        }));
     let response = client()
         .post(gateway.url("/api/v1/push"))
         .bearer_auth(tenant_token("bulk"))
@@ -42,18 +48,31 @@ async fn a_256_mib_upload_streams_through_with_flat_memory() {
 
     let recorded = upstream.last();
     assert_eq!(recorded.body_len, BODY);
-    assert_eq!(recorded.body_hash, expected_hash(), "bytes arrived intact and in order");
-    assert_eq!(recorded.header("content-length"), Some(BODY.to_string().as_str()));
+    assert_eq!(
+        recorded.body_hash,
+        expected_hash(),
+        "bytes arrived intact and in order"
+    );
+    assert_eq!(
+        recorded.header("content-length"),
+        Some(BODY.to_string().as_str())
+    );
     let peak = gateway.peak_rss_kib();
     eprintln!("gateway peak RSS: {peak} KiB for {BODY} bytes");
-    assert!(peak < RSS_LIMIT_KIB, "gateway peak RSS {peak} KiB for a {BODY}-byte upload");
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "gateway peak RSS {peak} KiB for a {BODY}-byte upload"
+    );
 }
 
 #[actix_rt::test]
 async fn a_256_mib_download_streams_back_with_flat_memory() {
     use futures_util::StreamExt;
     let upstream = Upstream::start("q");
-    upstream.set_reply(Reply { generated_len: BODY, ..Reply::default() });
+    upstream.set_reply(Reply {
+        generated_len: BODY,
+        ..Reply::default()
+    });
     let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
     let mut response = client()
         .get(gateway.url("/api/v1/query"))
@@ -74,5 +93,8 @@ async fn a_256_mib_download_streams_back_with_flat_memory() {
     assert_eq!(hash, expected_hash());
     let peak = gateway.peak_rss_kib();
     eprintln!("gateway peak RSS: {peak} KiB for {BODY} bytes");
-    assert!(peak < RSS_LIMIT_KIB, "gateway peak RSS {peak} KiB for a {BODY}-byte download");
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "gateway peak RSS {peak} KiB for a {BODY}-byte download"
+    );
 }

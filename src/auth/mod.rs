@@ -198,12 +198,6 @@ impl Authenticator {
         })
     }
 
-    /// Headers that may carry a token besides `Authorization`; the proxy
-    /// must never forward them.
-    pub fn credential_headers(&self) -> &[HeaderName] {
-        &self.extra_headers
-    }
-
     /// Finds and verifies the request's token.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, AuthError> {
         let token = extract::token_from_headers(headers, &self.extra_headers)?;

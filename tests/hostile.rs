@@ -1,0 +1,230 @@
+//! Limits, hostile input and misbehaving upstreams, with real sockets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use common::*;
+
+fn authorized(method_path: &str, extra: &str) -> String {
+    format!(
+        "{method_path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n{extra}Connection: close\r\n\r\n",
+        tenant_token("team-a")
+    )
+}
+
+#[actix_rt::test]
+async fn bodies_over_the_limit_are_413_and_not_forwarded() {
+    let upstream = Upstream::start("d");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__MAX_REQUEST_BODY_SIZE", "100000")
+        .start();
+
+    // Known length: refused before any upstream connection.
+    let response = client()
+        .post(gateway.url("/api/v1/push"))
+        .bearer_auth(tenant_token("team-a"))
+        .send_body(vec![0u8; 100_001])
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    // Chunked: refused once it grows past the limit.
+    let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 8192])));
+    let response = client()
+        .post(gateway.url("/api/v1/push"))
+        .bearer_auth(tenant_token("team-a"))
+        .send_stream(futures_util::stream::iter(chunks))
+        .await;
+    match response {
+        Ok(response) => assert_eq!(response.status(), 413),
+        // The gateway may close the connection while the client still sends.
+        Err(error) => eprintln!("client saw the connection close: {error}"),
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        upstream.requests().is_empty(),
+        "no complete request reached the upstream"
+    );
+    assert!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="body_too_large"}"#) >= 1.0
+    );
+
+    // At the limit is fine.
+    let response = client()
+        .post(gateway.url("/api/v1/push"))
+        .bearer_auth(tenant_token("team-a"))
+        .send_body(vec![0u8; 100_000])
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.last().body_len, 100_000);
+}
+
+#[test]
+fn oversized_heads_are_431() {
+    let upstream = Upstream::start("d");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    // A head far over the limit: actix answers 431 and closes while the
+    // client may still be writing, so the client sees 431 or a reset.
+    let huge = format!("X-Big: {}\r\n", "a".repeat(200 * 1024));
+    if let Ok(response) = raw_http(
+        gateway.addr(),
+        authorized("GET /api/v1/query", &huge).as_bytes(),
+    ) {
+        assert_eq!(response.status, 431);
+    }
+    let big = format!("X-Big: {}\r\n", "a".repeat(140 * 1024));
+    let mut stream = std::net::TcpStream::connect(gateway.addr()).unwrap();
+    let _ = stream.write_all(authorized("GET /api/v1/query", &big).as_bytes());
+    let mut answer = [0u8; 12];
+    if stream.read_exact(&mut answer).is_ok() {
+        assert_eq!(&answer, b"HTTP/1.1 431");
+    }
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let response = raw_http(
+        gateway.addr(),
+        authorized("GET /api/v1/query", &many).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 431);
+    assert!(upstream.requests().is_empty());
+    assert_eq!(get_health(&gateway), 200, "the gateway still serves");
+}
+
+fn get_health(gateway: &Gateway) -> u16 {
+    raw_http(
+        gateway.addr(),
+        b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap()
+    .status
+}
+
+#[test]
+fn hostile_credentials_are_refused_without_reaching_the_upstream() {
+    let upstream = Upstream::start("d");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    let cases: Vec<Vec<u8>> = vec![
+        b"Authorization: Bearer \xff\xfe.\x80.x\r\n".to_vec(),
+        format!(
+            "Authorization: Bearer {}.{}.sig\r\n",
+            b64(r#"{"alg":"HS256"}"#),
+            b64(&nested)
+        )
+        .into_bytes(),
+        format!(
+            "Authorization: Bearer {}.{}.sig\r\n",
+            b64(r#"{"alg":"HS256","crit":["exp"]}"#),
+            b64(r#"{"tenant_id":"t"}"#)
+        )
+        .into_bytes(),
+        format!("Authorization: Bearer {}\r\n", "a.".repeat(20_000)).into_bytes(),
+        format!(
+            "Authorization: Bearer {}\r\n",
+            token(serde_json::json!({"tenant_id": "a\u{0}b"}))
+        )
+        .into_bytes(),
+        format!(
+            "Authorization: Bearer {}\r\n",
+            token(serde_json::json!({"tenant_id": "a b"}))
+        )
+        .into_bytes(),
+        format!("Authorization: Basic {}\r\n", "%%%").into_bytes(),
+    ];
+    for header in cases {
+        let mut request = b"GET /api/v1/query HTTP/1.1\r\nHost: t\r\n".to_vec();
+        request.extend_from_slice(&header);
+        request.extend_from_slice(b"Connection: close\r\n\r\n");
+        let response = raw_http(gateway.addr(), &request).unwrap();
+        assert!(
+            response.status == 401 || response.status == 400,
+            "{} for {:?}",
+            response.status,
+            String::from_utf8_lossy(&header[..header.len().min(60)])
+        );
+    }
+    assert!(upstream.requests().is_empty());
+    assert_eq!(get_health(&gateway), 200);
+}
+
+/// An upstream that answers every connection with the same raw bytes and
+/// then closes it.
+fn misbehaving_upstream(answer: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(answer);
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[actix_rt::test]
+async fn broken_upstreams_give_502_and_the_next_request_works() {
+    let healthy = Upstream::start("q");
+    for (what, answer) in [
+        ("garbage", &b"this is not HTTP\r\n\r\n"[..]),
+        ("closes without answering", &b""[..]),
+        ("bad status line", &b"HTTP/1.1 abc OK\r\n\r\n"[..]),
+    ] {
+        let broken = misbehaving_upstream(answer);
+        let gateway = GatewayBuilder::new(&broken, &healthy.url()).start();
+        for _ in 0..2 {
+            let response = client()
+                .post(gateway.url("/api/v1/push"))
+                .bearer_auth(tenant_token("team-a"))
+                .send_body("x")
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 502, "{what}");
+            let response = client()
+                .get(gateway.url("/api/v1/query"))
+                .bearer_auth(tenant_token("team-a"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{what}: the next request works");
+        }
+    }
+}
+
+#[test]
+fn a_response_cut_mid_body_is_cut_for_the_client_not_padded() {
+    let broken = misbehaving_upstream(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly-twenty-bytes...",
+    );
+    let healthy = Upstream::start("d");
+    let gateway = GatewayBuilder::new(&healthy.url(), &broken).start();
+    // The head may or may not have left before the upstream broke; either
+    // way the client must see the connection end before 1000 body bytes.
+    match raw_http(
+        gateway.addr(),
+        authorized("GET /api/v1/query", "").as_bytes(),
+    ) {
+        Ok(response) => {
+            assert_eq!(response.status, 200);
+            assert_eq!(response.header("content-length").as_deref(), Some("1000"));
+            assert!(
+                response.body.len() < 1000,
+                "short body, {} bytes",
+                response.body.len()
+            );
+        }
+        Err(error) => eprintln!("connection closed before a complete head: {error}"),
+    }
+    assert_eq!(get_health(&gateway), 200);
+}
