@@ -43,12 +43,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The secret in the shipped configuration file, which is public.
+const SHIPPED_EXAMPLE_SECRET: &[u8] = b"change-me-this-is-only-for-local-testing";
+
 fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
     telemetry::init(&settings.log);
     for flag in ignored_flags {
         tracing::warn!(flag, "ignoring a Go gateway flag that has no effect here");
     }
-    if settings.auth.jwt_secret.len() < 32 {
+    if settings.auth.jwt_secret == SHIPPED_EXAMPLE_SECRET {
+        tracing::warn!("auth.jwt_secret is the example value from config/cortex-gateway.toml: anyone can mint tokens; set your own secret before exposing the gateway");
+    } else if settings.auth.jwt_secret.len() < 32 {
         tracing::warn!(
             "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
         );
