@@ -76,8 +76,26 @@ pub struct Settings {
     pub proxy: ProxySettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub tracing: TracingSettings,
+    pub metrics: MetricsSettings,
     /// Operator-defined routes, in file order.
     pub routes: Vec<CustomRoute>,
+}
+
+/// Trace export over OTLP. No endpoint means no exporter at all.
+#[derive(Debug, Clone)]
+pub struct TracingSettings {
+    /// Base OTLP/HTTP endpoint (`http://jaeger:4318`); `/v1/traces` is appended.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces sampled; a sampled parent is always followed.
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    /// Whether success counters carry a `tenant` label.
+    pub per_tenant: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -209,7 +227,41 @@ struct RawSettings {
     proxy: RawProxy,
     auth: RawAuth,
     log: RawLog,
+    tracing: RawTracing,
+    metrics: RawMetrics,
     routes: Vec<CustomRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTracing {
+    otlp_endpoint: Option<String>,
+    protocol: String,
+    sample_ratio: f64,
+    service_name: String,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            protocol: "http".to_owned(),
+            sample_ratio: 1.0,
+            service_name: "cortex-gateway".to_owned(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawMetrics {
+    per_tenant: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self { per_tenant: true }
+    }
 }
 
 #[derive(Deserialize)]
@@ -351,7 +403,8 @@ impl Settings {
                     .required(true),
             );
         }
-        let env: config::Map<String, String> = env.into_iter().collect();
+        let mut env: config::Map<String, String> = env.into_iter().collect();
+        adopt_otel_variables(&mut env);
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .separator("__")
@@ -368,6 +421,89 @@ impl Settings {
             .map_err(|e| ConfigError::Load(e.to_string()))?;
         raw.validate()
     }
+}
+
+/// The standard `OTEL_*` variables configure `[tracing]` like our own
+/// variables do; `CORTEX_GATEWAY__TRACING__*` wins when both are set.
+fn adopt_otel_variables(env: &mut config::Map<String, String>) {
+    let sampler_ratio = match env.get("OTEL_TRACES_SAMPLER").map(String::as_str) {
+        Some("always_off" | "parentbased_always_off") => Some("0".to_owned()),
+        Some("always_on" | "parentbased_always_on") => Some("1".to_owned()),
+        Some("traceidratio" | "parentbased_traceidratio") => {
+            env.get("OTEL_TRACES_SAMPLER_ARG").cloned()
+        }
+        _ => None,
+    };
+    let endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT").cloned().or_else(|| {
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .map(|traces| traces.trim_end_matches("/v1/traces").to_owned())
+    });
+    let adopted = [
+        ("CORTEX_GATEWAY__TRACING__OTLP_ENDPOINT", endpoint),
+        (
+            "CORTEX_GATEWAY__TRACING__PROTOCOL",
+            env.get("OTEL_EXPORTER_OTLP_PROTOCOL").cloned(),
+        ),
+        (
+            "CORTEX_GATEWAY__TRACING__SERVICE_NAME",
+            env.get("OTEL_SERVICE_NAME").cloned(),
+        ),
+        ("CORTEX_GATEWAY__TRACING__SAMPLE_RATIO", sampler_ratio),
+    ];
+    for (key, value) in adopted {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            env.entry(key.to_owned()).or_insert(value);
+        }
+    }
+}
+
+fn validate_tracing(raw: RawTracing) -> Result<TracingSettings, ConfigError> {
+    match raw.protocol.as_str() {
+        "http" | "http/protobuf" => {}
+        "grpc" => {
+            return Err(ConfigError::invalid(
+                "tracing.protocol",
+                "grpc is not built in; use http (OTLP/HTTP, port 4318 on Jaeger and the OpenTelemetry Collector)",
+            ))
+        }
+        other => {
+            return Err(ConfigError::invalid(
+                "tracing.protocol",
+                format!("`{other}` is not one of http, grpc"),
+            ))
+        }
+    }
+    if !(0.0..=1.0).contains(&raw.sample_ratio) {
+        return Err(ConfigError::invalid(
+            "tracing.sample_ratio",
+            "must be between 0 and 1",
+        ));
+    }
+    let otlp_endpoint = match raw
+        .otlp_endpoint
+        .map(|e| e.trim().trim_end_matches('/').to_owned())
+    {
+        None => None,
+        Some(endpoint) if endpoint.is_empty() => None,
+        Some(endpoint) => {
+            if !endpoint.starts_with("http://") {
+                return Err(ConfigError::invalid(
+                    "tracing.otlp_endpoint",
+                    format!(
+                        "`{endpoint}` must be an http:// URL (send to a local collector or agent)"
+                    ),
+                ));
+            }
+            Upstream::parse(&endpoint)
+                .map_err(|m| ConfigError::invalid("tracing.otlp_endpoint", m))?;
+            Some(endpoint)
+        }
+    };
+    Ok(TracingSettings {
+        otlp_endpoint,
+        sample_ratio: raw.sample_ratio,
+        service_name: raw.service_name,
+    })
 }
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -473,6 +609,10 @@ impl RawSettings {
             proxy,
             auth,
             log: LogSettings { level, format },
+            tracing: validate_tracing(self.tracing)?,
+            metrics: MetricsSettings {
+                per_tenant: self.metrics.per_tenant,
+            },
             routes: self.routes,
         })
     }
@@ -607,6 +747,8 @@ struct Effective<'a> {
     proxy: EffectiveProxy,
     auth: EffectiveAuth<'a>,
     log: EffectiveLog<'a>,
+    tracing: EffectiveTracing<'a>,
+    metrics: EffectiveMetrics,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     routes: &'a [CustomRoute],
 }
@@ -636,6 +778,20 @@ struct EffectiveAuth<'a> {
     algorithms: Vec<String>,
     leeway: String,
     extra_headers: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EffectiveTracing<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    otlp_endpoint: Option<&'a str>,
+    protocol: &'static str,
+    sample_ratio: f64,
+    service_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct EffectiveMetrics {
+    per_tenant: bool,
 }
 
 #[derive(Serialize)]
@@ -683,6 +839,15 @@ impl Settings {
             log: EffectiveLog {
                 level: &self.log.level,
                 format: self.log.format,
+            },
+            tracing: EffectiveTracing {
+                otlp_endpoint: self.tracing.otlp_endpoint.as_deref(),
+                protocol: "http",
+                sample_ratio: self.tracing.sample_ratio,
+                service_name: &self.tracing.service_name,
+            },
+            metrics: EffectiveMetrics {
+                per_tenant: self.metrics.per_tenant,
             },
             routes: &self.routes,
         };
@@ -906,6 +1071,44 @@ mod tests {
 
         let port = error_of(Some("[server]\nhttp_listen_port = \"eighty\"\n"), MINIMAL);
         assert!(port.contains("server.http_listen_port"), "{port}");
+    }
+
+    #[test]
+    fn otel_variables_configure_tracing_below_our_own() {
+        let mut vars = env(MINIMAL);
+        vars.push((
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            "http://jaeger:4318/".into(),
+        ));
+        vars.push(("OTEL_SERVICE_NAME".into(), "gw-eu".into()));
+        vars.push((
+            "OTEL_TRACES_SAMPLER".into(),
+            "parentbased_traceidratio".into(),
+        ));
+        vars.push(("OTEL_TRACES_SAMPLER_ARG".into(), "0.25".into()));
+        let settings = Settings::load(None, vars.clone(), &Overrides::default()).unwrap();
+        assert_eq!(
+            settings.tracing.otlp_endpoint.as_deref(),
+            Some("http://jaeger:4318")
+        );
+        assert_eq!(settings.tracing.service_name, "gw-eu");
+        assert_eq!(settings.tracing.sample_ratio, 0.25);
+
+        vars.push((
+            "CORTEX_GATEWAY__TRACING__SERVICE_NAME".into(),
+            "ours".into(),
+        ));
+        let settings = Settings::load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(settings.tracing.service_name, "ours");
+
+        let defaults = Settings::load(None, env(MINIMAL), &Overrides::default()).unwrap();
+        assert_eq!(defaults.tracing.otlp_endpoint, None);
+        assert_eq!(defaults.tracing.service_name, "cortex-gateway");
+
+        let grpc = error_of(Some("[tracing]\nprotocol = \"grpc\"\n"), MINIMAL);
+        assert!(grpc.starts_with("tracing.protocol: "), "{grpc}");
+        let ratio = error_of(Some("[tracing]\nsample_ratio = 2.0\n"), MINIMAL);
+        assert!(ratio.starts_with("tracing.sample_ratio: "), "{ratio}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 const SHIPPED_EXAMPLE_SECRET: &[u8] = b"change-me-this-is-only-for-local-testing";
 
 fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
-    telemetry::init(&settings.log);
+    let telemetry = telemetry::init(&settings.log, &settings.tracing)?;
     for flag in ignored_flags {
         tracing::warn!(flag, "ignoring a Go gateway flag that has no effect here");
     }
@@ -58,7 +58,7 @@ fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
             "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
         );
     }
-    let gateway = Gateway::new(settings)?;
+    let gateway = Gateway::new(settings, telemetry.exports_traces())?;
     actix_web::rt::System::new()
         .block_on(gateway.serve())
         .context("server failed")

@@ -1,17 +1,34 @@
-//! The Go gateway's Prometheus series, under their original names and labels,
-//! so existing dashboards and alerts keep working after the switch.
+//! Prometheus series. The Go gateway's series keep their names and labels so
+//! existing dashboards and alerts keep working after the switch; the new
+//! ones describe the upstreams and the process.
+//!
+//! Per-upstream handles are resolved once at start-up ([`TargetMetrics`]), so
+//! the request path increments counters without hashing label values.
 
-use prometheus::{IntCounterVec, Opts, Registry};
+use std::time::Duration;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 use crate::auth::AuthError;
 
 const NAMESPACE: &str = "cortex_gateway";
+
+/// The Go gateway's (weaveworks) request duration buckets.
+const GO_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0,
+];
 
 /// Counters for authentication outcomes, owned by the authenticator.
 #[derive(Clone)]
 pub struct AuthMetrics {
     failed: IntCounterVec,
     succeeded: IntCounterVec,
+    per_tenant: bool,
 }
 
 impl AuthMetrics {
@@ -19,26 +36,96 @@ impl AuthMetrics {
         self.failed.with_label_values(&[error.reason()]).inc();
     }
 
+    /// Counts a success; with `metrics.per_tenant = false` the tenant label
+    /// is left empty, which Prometheus treats as absent.
     pub fn succeeded(&self, tenant: &str) {
+        let tenant = if self.per_tenant { tenant } else { "" };
         self.succeeded.with_label_values(&[tenant]).inc();
     }
 }
 
-/// Counters for forwarded and refused requests.
-#[derive(Clone)]
-pub struct ProxyMetrics {
-    requests: IntCounterVec,
-    rejected: IntCounterVec,
+/// Why an upstream call failed, for `cortex_gateway_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Reset,
+    Protocol,
 }
 
-impl ProxyMetrics {
-    pub fn forwarded(&self, target: &str) {
-        self.requests.with_label_values(&[target]).inc();
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 4] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::Protocol,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Protocol => "protocol",
+        }
+    }
+}
+
+/// The series of one upstream, resolved once.
+#[derive(Clone)]
+pub struct TargetMetrics {
+    forwarded: IntCounter,
+    inflight: IntGauge,
+    request_bytes: IntCounter,
+    response_bytes: IntCounter,
+    errors: [IntCounter; 4],
+    duration: HistogramVec,
+    name: String,
+}
+
+impl TargetMetrics {
+    pub fn forwarded(&self) {
+        self.forwarded.inc();
     }
 
-    /// A request refused by a limit; `limit` is one of [`Metrics::LIMITS`].
-    pub fn rejected(&self, limit: &str) {
-        self.rejected.with_label_values(&[limit]).inc();
+    /// Tracks one in-flight upstream request until the guard is dropped.
+    pub fn inflight(&self) -> InflightGuard {
+        self.inflight.inc();
+        InflightGuard(self.inflight.clone())
+    }
+
+    /// The request byte counter, handed to the body stream that counts.
+    pub fn request_bytes_counter(&self) -> IntCounter {
+        self.request_bytes.clone()
+    }
+
+    /// The response byte counter, handed to the body stream that counts.
+    pub fn response_bytes_counter(&self) -> IntCounter {
+        self.response_bytes.clone()
+    }
+
+    pub fn error(&self, kind: UpstreamErrorKind) {
+        let index = UpstreamErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        self.errors[index].inc();
+    }
+
+    /// Time from sending the request to the upstream's response head.
+    pub fn observe(&self, status: &str, elapsed: Duration) {
+        self.duration
+            .with_label_values(&[self.name.as_str(), status])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Decrements the in-flight gauge when the request's last byte is done.
+pub struct InflightGuard(IntGauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -48,67 +135,322 @@ impl ProxyMetrics {
 pub struct Metrics {
     pub registry: Registry,
     pub auth: AuthMetrics,
-    pub proxy: ProxyMetrics,
+    forwarded: IntCounterVec,
+    rejected: IntCounterVec,
+    inflight: IntGaugeVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    upstream_errors: IntCounterVec,
+    upstream_duration: HistogramVec,
+    request_duration: HistogramVec,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help).namespace(NAMESPACE), &[label])
-        .expect("metric definitions are static and valid");
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
     registry
-        .register(Box::new(counter.clone()))
+        .register(Box::new(collector.clone()))
         .expect("each metric is registered once");
-    counter
+    collector
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
 }
 
 impl Metrics {
     /// The limits counted in `cortex_gateway_rejected_requests_total`.
     pub const LIMITS: [&'static str; 1] = ["body_too_large"];
 
-    /// Creates the registry and the series, with every failure reason and
-    /// upstream present from the start so that `rate()` sees the first event.
-    pub fn new<'a>(targets: impl IntoIterator<Item = &'a str>) -> Self {
+    /// Creates the registry and the series. Every failure reason, limit and
+    /// upstream is present from the start so that `rate()` sees the first event.
+    pub fn new(per_tenant: bool) -> Self {
         let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(opts(name, help), labels).expect("valid metric"),
+            )
+        };
         let auth = AuthMetrics {
             failed: counter(
-                &registry,
                 "failed_authentications_total",
                 "The total number of failed authentications.",
-                "reason",
+                &["reason"],
             ),
             succeeded: counter(
-                &registry,
                 "succeeded_authentications_total",
                 "The total number of succeeded authentications.",
-                "tenant",
+                &["tenant"],
             ),
+            per_tenant,
         };
         for reason in AuthError::REASONS {
             auth.failed.with_label_values(&[reason]);
         }
-        let proxy = ProxyMetrics {
-            requests: counter(
-                &registry,
-                "proxy_requests_total",
-                "The total number of requests forwarded to an upstream.",
-                "targetname",
-            ),
-            rejected: counter(
-                &registry,
-                "rejected_requests_total",
-                "Requests refused because they exceeded a configured limit.",
-                "limit",
-            ),
-        };
-        for target in targets {
-            proxy.requests.with_label_values(&[target]);
-        }
+        let forwarded = counter(
+            "proxy_requests_total",
+            "The total number of requests forwarded to an upstream.",
+            &["targetname"],
+        );
+        let rejected = counter(
+            "rejected_requests_total",
+            "Requests refused because they exceeded a configured limit.",
+            &["limit"],
+        );
         for limit in Self::LIMITS {
-            proxy.rejected.with_label_values(&[limit]);
+            rejected.with_label_values(&[limit]);
         }
+        let request_bytes = counter(
+            "request_body_bytes_total",
+            "Request body bytes forwarded to an upstream.",
+            &["targetname"],
+        );
+        let response_bytes = counter(
+            "response_body_bytes_total",
+            "Response body bytes streamed back from an upstream.",
+            &["targetname"],
+        );
+        let upstream_errors = counter(
+            "upstream_errors_total",
+            "Failed upstream calls by kind: connect, timeout, reset, protocol.",
+            &["targetname", "kind"],
+        );
+        let inflight = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "inflight_requests",
+                    "Requests currently forwarded to an upstream.",
+                ),
+                &["targetname"],
+            )
+            .expect("valid metric"),
+        );
+        let upstream_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::from(opts(
+                    "upstream_request_duration_seconds",
+                    "Time from sending a request upstream to its response head.",
+                ))
+                .buckets(GO_BUCKETS.to_vec()),
+                &["targetname", "status_code"],
+            )
+            .expect("valid metric"),
+        );
+        let request_duration = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::from(opts(
+                    "request_duration_seconds",
+                    "Time (in seconds) spent serving HTTP requests.",
+                ))
+                .buckets(GO_BUCKETS.to_vec()),
+                &["method", "route", "status_code", "ws"],
+            )
+            .expect("valid metric"),
+        );
+        let build_info = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "build_info",
+                    "The gateway's version and source revision; always 1.",
+                ),
+                &["version", "revision"],
+            )
+            .expect("valid metric"),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CORTEX_GATEWAY_REVISION")])
+            .set(1);
+        register(&registry, ProcessCollector::new());
         Self {
             registry,
             auth,
-            proxy,
+            forwarded,
+            rejected,
+            inflight,
+            request_bytes,
+            response_bytes,
+            upstream_errors,
+            upstream_duration,
+            request_duration,
         }
+    }
+
+    /// Resolves the series of one upstream.
+    pub fn target(&self, name: &str) -> TargetMetrics {
+        TargetMetrics {
+            forwarded: self.forwarded.with_label_values(&[name]),
+            inflight: self.inflight.with_label_values(&[name]),
+            request_bytes: self.request_bytes.with_label_values(&[name]),
+            response_bytes: self.response_bytes.with_label_values(&[name]),
+            errors: UpstreamErrorKind::ALL.map(|kind| {
+                self.upstream_errors
+                    .with_label_values(&[name, kind.label()])
+            }),
+            duration: self.upstream_duration.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// A request refused by a limit; `limit` is one of [`Metrics::LIMITS`].
+    pub fn rejected(&self, limit: &str) {
+        self.rejected.with_label_values(&[limit]).inc();
+    }
+
+    /// The Go gateway's per-request histogram.
+    pub fn request_duration(&self, method: &str, route: &str, status: &str, elapsed: Duration) {
+        self.request_duration
+            .with_label_values(&[method, route, status, "false"])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The Go gateway's route label: the route pattern lower-cased, every run of
+/// other characters turned into `_` (`/api/v1/push` → `api_v1_push`).
+pub fn route_label(pattern: &str) -> String {
+    let mut label = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if c.is_ascii_alphanumeric() {
+            label.push(c.to_ascii_lowercase());
+        } else if !label.ends_with('_') {
+            label.push('_');
+        }
+    }
+    label.trim_matches('_').to_owned()
+}
+
+/// `process_*` series read from `/proc/self`: resident memory, CPU time,
+/// open file descriptors. Written here rather than pulling in `procfs`.
+struct ProcessCollector {
+    descs: Vec<Desc>,
+    resident: Gauge,
+    virtual_memory: Gauge,
+    cpu: Gauge,
+    fds: Gauge,
+    start_time: Gauge,
+}
+
+impl Clone for ProcessCollector {
+    fn clone(&self) -> Self {
+        Self {
+            descs: self.descs.clone(),
+            resident: self.resident.clone(),
+            virtual_memory: self.virtual_memory.clone(),
+            cpu: self.cpu.clone(),
+            fds: self.fds.clone(),
+            start_time: self.start_time.clone(),
+        }
+    }
+}
+
+impl ProcessCollector {
+    fn new() -> Self {
+        let gauge =
+            |name: &str, help: &str| Gauge::with_opts(Opts::new(name, help)).expect("valid metric");
+        let resident = gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        );
+        let virtual_memory = gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+        );
+        let cpu = gauge(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+        );
+        let fds = gauge("process_open_fds", "Number of open file descriptors.");
+        let start_time = gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+        );
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        let descs = [&resident, &virtual_memory, &cpu, &fds, &start_time]
+            .iter()
+            .flat_map(|g| g.desc().into_iter().cloned())
+            .collect();
+        Self {
+            descs,
+            resident,
+            virtual_memory,
+            cpu,
+            fds,
+            start_time,
+        }
+    }
+}
+
+/// Fields of `/proc/self/stat` after the command name: (utime, stime, vsize, rss pages).
+fn read_stat() -> Option<(f64, f64, f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Field numbers from proc(5), minus the two before the command's end.
+    let number = |index: usize| fields.get(index - 3)?.parse::<f64>().ok();
+    Some((number(14)?, number(15)?, number(23)?, number(24)?))
+}
+
+impl Collector for ProcessCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // The kernel reports CPU time in clock ticks (100 per second on Linux)
+        // and memory in pages (4 KiB on the platforms we ship for).
+        const TICKS_PER_SECOND: f64 = 100.0;
+        const PAGE_SIZE: f64 = 4096.0;
+        if let Some((utime, stime, vsize, rss)) = read_stat() {
+            self.cpu.set((utime + stime) / TICKS_PER_SECOND);
+            self.virtual_memory.set(vsize);
+            self.resident.set(rss * PAGE_SIZE);
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            self.fds.set(entries.count() as f64);
+        }
+        [
+            &self.resident,
+            &self.virtual_memory,
+            &self.cpu,
+            &self.fds,
+            &self.start_time,
+        ]
+        .iter()
+        .flat_map(|g| g.collect())
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_match_the_go_gateway() {
+        assert_eq!(route_label("/api/v1/push"), "api_v1_push");
+        assert_eq!(route_label("/prometheus/{tail}*"), "prometheus_tail");
+        assert_eq!(route_label("/health"), "health");
+    }
+
+    #[test]
+    fn process_metrics_read_real_values() {
+        let collector = ProcessCollector::new();
+        let families = collector.collect();
+        let value = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map(|f| f.get_metric()[0].get_gauge().get_value())
+                .unwrap()
+        };
+        assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_start_time_seconds") > 1.7e9);
     }
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
@@ -21,9 +21,15 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use awc::error::{ConnectError, SendRequestError};
 use futures_util::Stream;
+use opentelemetry::trace::TraceContextExt;
+use prometheus::IntCounter;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::Tenant;
 use crate::config::{ProxySettings, Upstream};
+use crate::metrics::{InflightGuard, TargetMetrics, UpstreamErrorKind};
+use crate::telemetry::HeaderInjector;
 
 /// The header Cortex reads the tenant from.
 pub const ORG_ID_HEADER: HeaderName = HeaderName::from_static("x-scope-orgid");
@@ -70,16 +76,32 @@ impl ProxyError {
         }
     }
 
-    fn from_send(upstream: &str, error: SendRequestError) -> Self {
+    /// Classifies an awc error; the kind is `None` when the client, not the
+    /// upstream, is at fault.
+    fn from_send(upstream: &str, error: SendRequestError) -> (Self, Option<UpstreamErrorKind>) {
         let upstream = upstream.to_owned();
         match error {
-            SendRequestError::Timeout => ProxyError::Timeout { upstream },
-            SendRequestError::Connect(ConnectError::Timeout) => {
-                ProxyError::Unreachable { upstream }
-            }
-            SendRequestError::Connect(_) => ProxyError::Unreachable { upstream },
-            SendRequestError::Body(_) => ProxyError::ClientBody,
-            _ => ProxyError::Failed { upstream },
+            SendRequestError::Timeout => (
+                ProxyError::Timeout { upstream },
+                Some(UpstreamErrorKind::Timeout),
+            ),
+            SendRequestError::Connect(ConnectError::Timeout) => (
+                ProxyError::Unreachable { upstream },
+                Some(UpstreamErrorKind::Timeout),
+            ),
+            SendRequestError::Connect(_) => (
+                ProxyError::Unreachable { upstream },
+                Some(UpstreamErrorKind::Connect),
+            ),
+            SendRequestError::Body(_) => (ProxyError::ClientBody, None),
+            SendRequestError::Send(_) => (
+                ProxyError::Failed { upstream },
+                Some(UpstreamErrorKind::Reset),
+            ),
+            _ => (
+                ProxyError::Failed { upstream },
+                Some(UpstreamErrorKind::Protocol),
+            ),
         }
     }
 }
@@ -106,6 +128,7 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
 pub struct Target {
     pub name: String,
     pub upstream: Upstream,
+    pub metrics: TargetMetrics,
 }
 
 /// Forwards requests for one worker. `awc::Client` is not `Send`, so each
@@ -114,6 +137,7 @@ pub struct Forwarder {
     client: awc::Client,
     max_request_body_size: u64,
     credential_headers: Vec<HeaderName>,
+    inject_trace_context: bool,
 }
 
 impl Forwarder {
@@ -122,6 +146,7 @@ impl Forwarder {
         max_request_body_size: u64,
         credential_headers: Vec<HeaderName>,
         tls: Arc<rustls::ClientConfig>,
+        inject_trace_context: bool,
     ) -> Self {
         let connector = awc::Connector::new()
             .timeout(settings.connect_timeout)
@@ -138,6 +163,7 @@ impl Forwarder {
             client,
             max_request_body_size,
             credential_headers,
+            inject_trace_context,
         }
     }
 
@@ -174,34 +200,175 @@ impl Forwarder {
             .headers_mut()
             .insert(ORG_ID_HEADER, tenant.header_value().clone());
 
+        let span = tracing::info_span!(
+            "upstream request",
+            otel.name = %format_args!("{} {}", req.method(), target.name),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            upstream = %target.name,
+            http.request.method = %req.method(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        if self.inject_trace_context {
+            let context = span.context();
+            opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.inject_context(&context, &mut HeaderInjector(outgoing.headers_mut()))
+            });
+        }
+
+        target.metrics.forwarded();
+        let inflight = target.metrics.inflight();
         let exceeded = Rc::new(Cell::new(false));
         let payload = LimitedBody {
             inner: payload,
             remaining: limit,
             exceeded: exceeded.clone(),
+            forwarded: 0,
+            counter: target.metrics.request_bytes_counter(),
         };
-        let sent = match body {
-            RequestBody::Sized(length) => {
-                outgoing.send_body(SizedStream::new(length, payload)).await
+        let started = Instant::now();
+        let sent = async {
+            match body {
+                RequestBody::Sized(length) => {
+                    outgoing.send_body(SizedStream::new(length, payload)).await
+                }
+                RequestBody::Chunked => outgoing.send_stream(payload).await,
+                RequestBody::None => outgoing.send().await,
             }
-            RequestBody::Chunked => outgoing.send_stream(payload).await,
-            RequestBody::None => outgoing.send().await,
+        }
+        .instrument(span.clone())
+        .await;
+        let upstream_response = match sent {
+            Ok(response) => response,
+            Err(_) if exceeded.get() => return Err(ProxyError::BodyTooLarge { limit }),
+            Err(error) => {
+                let (error, kind) = ProxyError::from_send(&target.name, error);
+                if let Some(kind) = kind {
+                    target.metrics.error(kind);
+                }
+                target.metrics.observe("error", started.elapsed());
+                span.record("otel.status_code", "ERROR");
+                tracing::warn!(parent: &span, upstream = %target.name, error = %error, "forwarding failed");
+                return Err(error);
+            }
         };
-        let upstream_response = sent.map_err(|e| {
-            if exceeded.get() {
-                return ProxyError::BodyTooLarge { limit };
-            }
-            let error = ProxyError::from_send(&target.name, e);
-            tracing::warn!(upstream = %target.name, error = %error, "forwarding failed");
-            error
-        })?;
-        Ok(stream_back(upstream_response))
+        let status = upstream_response.status();
+        target.metrics.observe(status.as_str(), started.elapsed());
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+        let completion = Completion {
+            counter: target.metrics.response_bytes_counter(),
+            bytes: 0,
+            _inflight: inflight,
+            access_log: tracing::enabled!(tracing::Level::DEBUG).then(|| AccessLog {
+                method: req.method().clone(),
+                path: req.path().to_owned(),
+                upstream: target.name.clone(),
+                status: status.as_u16(),
+                tenant: tenant.as_str().to_owned(),
+                trace_id: trace_id(req),
+                started: req_started(req),
+            }),
+        };
+        Ok(stream_back(upstream_response, completion))
+    }
+}
+
+/// When the request began, for the access log: recorded by the server's
+/// timing middleware, or now when it is absent.
+fn req_started(req: &HttpRequest) -> Instant {
+    req.extensions()
+        .get::<RequestStart>()
+        .map_or_else(Instant::now, |start| start.0)
+}
+
+/// Set by the server when a request arrives.
+#[derive(Clone, Copy)]
+pub struct RequestStart(pub Instant);
+
+/// The trace id for log lines: our span's when traces are exported,
+/// otherwise the one the client sent in `traceparent`.
+fn trace_id(req: &HttpRequest) -> String {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let exported = span.span_context();
+    if exported.is_valid() {
+        return format!("{:032x}", exported.trace_id());
+    }
+    req.headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One access log line, written when the response body is done.
+struct AccessLog {
+    method: actix_web::http::Method,
+    path: String,
+    upstream: String,
+    status: u16,
+    tenant: String,
+    trace_id: String,
+    started: Instant,
+}
+
+/// Bookkeeping that ends with the response body: byte count, in-flight
+/// gauge, access log line.
+struct Completion {
+    counter: IntCounter,
+    bytes: u64,
+    _inflight: InflightGuard,
+    access_log: Option<AccessLog>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.counter.inc_by(self.bytes);
+        if let Some(log) = &self.access_log {
+            tracing::debug!(
+                method = %log.method,
+                path = %log.path,
+                upstream = %log.upstream,
+                status = log.status,
+                duration_ms = log.started.elapsed().as_secs_f64() * 1000.0,
+                tenant = %log.tenant,
+                bytes = self.bytes,
+                trace_id = %log.trace_id,
+                "request"
+            );
+        }
+    }
+}
+
+/// The upstream's body, counted on its way to the client.
+struct CountedBody<S> {
+    inner: S,
+    completion: Completion,
+}
+
+impl<S, E> Stream for CountedBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &polled {
+            self.completion.bytes += chunk.len() as u64;
+        }
+        polled
     }
 }
 
 /// The upstream's answer as the client's response: status, end-to-end
 /// headers and the body stream, unchanged.
-fn stream_back(mut upstream_response: awc::ClientResponse) -> HttpResponse {
+fn stream_back(mut upstream_response: awc::ClientResponse, completion: Completion) -> HttpResponse {
     let mut response = HttpResponse::build(upstream_response.status());
     let connection_named = connection_tokens(upstream_response.headers());
     for (name, value) in upstream_response.headers() {
@@ -219,7 +386,10 @@ fn stream_back(mut upstream_response: awc::ClientResponse) -> HttpResponse {
     // For HEAD the upstream's payload is empty while its Content-Length
     // describes the GET body; a sized body of that length keeps the header
     // and actix writes no body bytes for HEAD.
-    let body = upstream_response.take_payload();
+    let body = CountedBody {
+        inner: upstream_response.take_payload(),
+        completion,
+    };
     match content_length(upstream_response.headers()) {
         Some(length) => response.body(SizedStream::new(length, body)),
         None => response.body(BodyStream::new(body)),
@@ -232,6 +402,14 @@ struct LimitedBody<S> {
     inner: S,
     remaining: u64,
     exceeded: Rc<Cell<bool>>,
+    forwarded: u64,
+    counter: IntCounter,
+}
+
+impl<S> Drop for LimitedBody<S> {
+    fn drop(&mut self) {
+        self.counter.inc_by(self.forwarded);
+    }
 }
 
 impl<S> Stream for LimitedBody<S>
@@ -249,6 +427,7 @@ where
                     return Poll::Ready(Some(Err(io::Error::other("request body too large"))));
                 }
                 self.remaining -= len;
+                self.forwarded += len;
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(io::Error::other(error)))),

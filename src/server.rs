@@ -7,15 +7,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::ServerHandle;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::HttpMessage;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
-use tracing_actix_web::TracingLogger;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
 use crate::auth::{Authenticator, Tenant};
 use crate::config::{ConfigError, Settings};
 use crate::error::GatewayError;
-use crate::metrics::{Metrics, ProxyMetrics};
+use crate::metrics::{route_label, Metrics};
 use crate::proxy::{self, Forwarder, ProxyError, Target};
 use crate::routes::{self, RouteError};
 
@@ -41,15 +44,21 @@ pub struct Gateway {
     settings: Arc<Settings>,
     authenticator: web::Data<Authenticator>,
     targets: Vec<(String, web::Data<Target>)>,
-    proxy_metrics: web::Data<ProxyMetrics>,
+    metrics: web::Data<Metrics>,
+    inject_trace_context: bool,
     request_metrics: PrometheusMetrics,
     lifecycle: web::Data<Lifecycle>,
     tls: Arc<rustls::ClientConfig>,
 }
 
 impl Gateway {
-    pub fn new(settings: Settings) -> Result<Self, ConfigError> {
-        let metrics = Metrics::new(settings.upstreams.keys().map(String::as_str));
+    /// Builds the shared state; `inject_trace_context` is whether spans are
+    /// exported, so that the upstream gets our trace context.
+    pub fn new(settings: Settings, inject_trace_context: bool) -> Result<Self, ConfigError> {
+        let metrics = Metrics::new(settings.metrics.per_tenant);
+        for name in settings.upstreams.keys() {
+            metrics.target(name);
+        }
         let authenticator = web::Data::new(Authenticator::with_metrics(
             &settings.auth,
             metrics.auth.clone(),
@@ -59,6 +68,7 @@ impl Gateway {
             .map(|route| {
                 let target = Target {
                     upstream: settings.upstreams[&route.upstream].clone(),
+                    metrics: metrics.target(&route.upstream),
                     name: route.upstream,
                 };
                 (route.prefix, web::Data::new(target))
@@ -71,7 +81,8 @@ impl Gateway {
             .build()
             .expect("request metrics register once in a fresh registry");
         Ok(Self {
-            proxy_metrics: web::Data::new(metrics.proxy.clone()),
+            metrics: web::Data::new(metrics),
+            inject_trace_context,
             settings: Arc::new(settings),
             authenticator,
             targets,
@@ -84,13 +95,14 @@ impl Gateway {
     /// Registers the routes and service endpoints on one worker's app.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(self.authenticator.clone())
-            .app_data(self.proxy_metrics.clone())
+            .app_data(self.metrics.clone())
             .app_data(self.lifecycle.clone())
             .app_data(web::Data::new(Forwarder::new(
                 &self.settings.proxy,
                 self.settings.server.max_request_body_size,
                 self.settings.auth.extra_headers.clone(),
                 self.tls.clone(),
+                self.inject_trace_context,
             )))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
@@ -120,7 +132,8 @@ impl Gateway {
         let app_state = self.clone();
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap_fn(time_request)
+                .wrap(TracingLogger::<GatewayRootSpan>::new())
                 .wrap(app_state.request_metrics.clone())
                 .configure(|cfg| app_state.configure(cfg))
         })
@@ -186,16 +199,69 @@ async fn forward(
     payload: web::Payload,
     target: web::Data<Target>,
     forwarder: web::Data<Forwarder>,
-    metrics: web::Data<ProxyMetrics>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, GatewayError> {
     routes::check_canonical(req.uri().path())?;
-    metrics.forwarded(&target.name);
+    let root_span = tracing::Span::current();
+    root_span.record("tenant", tenant.as_str());
+    root_span.record("upstream", target.name.as_str());
     let response = forwarder.forward(&target, &req, payload, &tenant).await;
     if let Err(error @ ProxyError::BodyTooLarge { .. }) = &response {
         metrics.rejected("body_too_large");
         tracing::info!(tenant = tenant.as_str(), error = %error, "request refused");
     }
     Ok(response?)
+}
+
+/// Request spans carry the tenant and upstream once they are known.
+pub struct GatewayRootSpan;
+
+impl RootSpanBuilder for GatewayRootSpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        tracing_actix_web::root_span!(
+            request,
+            tenant = tracing::field::Empty,
+            upstream = tracing::field::Empty
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// Times every request for the Go gateway's
+/// `cortex_gateway_request_duration_seconds{method,route,status_code,ws}`,
+/// up to the response head, as the Go middleware did for streamed bodies.
+fn time_request<S, B>(
+    req: ServiceRequest,
+    service: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let started = std::time::Instant::now();
+    req.extensions_mut().insert(proxy::RequestStart(started));
+    let response = service.call(req);
+    async move {
+        let response = response.await?;
+        if let Some(metrics) = response.request().app_data::<web::Data<Metrics>>() {
+            let route = response.request().match_pattern().map_or_else(
+                || "other".to_owned(),
+                |pattern: String| route_label(&pattern),
+            );
+            metrics.request_duration(
+                response.request().method().as_str(),
+                &route,
+                response.status().as_str(),
+                started.elapsed(),
+            );
+        }
+        Ok(response)
+    }
 }
 
 /// Everything outside the route table: never forwarded, never authenticated.
