@@ -131,10 +131,11 @@ impl Gateway {
         let lifecycle = self.lifecycle.clone();
         let app_state = self.clone();
         let mut server = HttpServer::new(move || {
+            // The last `wrap` is the outermost: timing sees the final status.
             App::new()
-                .wrap_fn(time_request)
                 .wrap(TracingLogger::<GatewayRootSpan>::new())
                 .wrap(app_state.request_metrics.clone())
+                .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
         })
         .disable_signals()
@@ -218,6 +219,10 @@ pub struct GatewayRootSpan;
 
 impl RootSpanBuilder for GatewayRootSpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        // Probes and scrapes every few seconds would bury real traces.
+        if routes::SERVICE_PATHS.contains(&request.path()) {
+            return tracing::Span::none();
+        }
         tracing_actix_web::root_span!(
             request,
             tenant = tracing::field::Empty,

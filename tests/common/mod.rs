@@ -510,3 +510,77 @@ pub fn client() -> awc::Client {
         .disable_redirects()
         .finish()
 }
+
+// ---- /metrics parsing ----------------------------------------------------------
+
+/// One sample of the text exposition format.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the Prometheus text format (no escapes inside label values are
+/// produced by the gateway's labels, but quotes and commas are handled).
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("a sample line has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), Default::default()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').expect("labels end with }");
+                let mut labels = std::collections::BTreeMap::new();
+                let mut rest = body;
+                while !rest.is_empty() {
+                    let (key, after) = rest.split_once("=\"").expect("label=\"value\"");
+                    let end = after.find('"').expect("closing quote");
+                    labels.insert(
+                        key.trim_start_matches(',').to_owned(),
+                        after[..end].to_owned(),
+                    );
+                    rest = after[end + 1..].trim_start_matches(',');
+                }
+                (name.to_owned(), labels)
+            }
+        };
+        samples.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+impl Gateway {
+    pub fn samples(&self) -> Vec<Sample> {
+        let response = raw_http(
+            self.addr(),
+            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        parse_exposition(&String::from_utf8_lossy(&response.body))
+    }
+}
+
+/// The value of the sample named `name` whose labels include `labels`.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+}
