@@ -69,6 +69,25 @@ pub struct GlobalArgs {
         value_name = "DURATION"
     )]
     pub http_read_timeout: Option<String>,
+    /// server.http_conn_limit (0 = unlimited)
+    #[arg(long = "server.http-conn-limit", global = true, value_name = "N")]
+    pub http_conn_limit: Option<String>,
+    /// server.http_tls_cert_path (serve HTTPS)
+    #[arg(long = "server.http-tls-cert-path", global = true, value_name = "FILE")]
+    pub http_tls_cert_path: Option<String>,
+    /// server.http_tls_key_path
+    #[arg(long = "server.http-tls-key-path", global = true, value_name = "FILE")]
+    pub http_tls_key_path: Option<String>,
+    /// server.http_tls_client_auth (NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)
+    #[arg(
+        long = "server.http-tls-client-auth",
+        global = true,
+        value_name = "POLICY"
+    )]
+    pub http_tls_client_auth: Option<String>,
+    /// server.http_tls_ca_path (CA for client certificates)
+    #[arg(long = "server.http-tls-ca-path", global = true, value_name = "FILE")]
+    pub http_tls_ca_path: Option<String>,
     /// upstreams.distributor
     #[arg(
         long = "gateway.distributor.address",
@@ -127,7 +146,12 @@ impl GlobalArgs {
     /// The flags that were given, as configuration overrides.
     pub fn overrides(&self) -> Overrides {
         let mut overrides = Overrides::default();
-        let pairs: [(&'static str, &Option<String>); 13] = [
+        let pairs: [(&'static str, &Option<String>); 18] = [
+            ("server.http_conn_limit", &self.http_conn_limit),
+            ("server.http_tls_cert_path", &self.http_tls_cert_path),
+            ("server.http_tls_key_path", &self.http_tls_key_path),
+            ("server.http_tls_client_auth", &self.http_tls_client_auth),
+            ("server.http_tls_ca_path", &self.http_tls_ca_path),
             ("server.http_listen_address", &self.http_listen_address),
             ("server.http_listen_port", &self.http_listen_port),
             (

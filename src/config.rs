@@ -112,6 +112,10 @@ pub struct ServerSettings {
     pub http_read_timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.
     pub max_request_body_size: u64,
+    /// Most simultaneous client connections; 0 means unlimited.
+    pub http_conn_limit: usize,
+    /// Serve HTTPS instead of HTTP when set.
+    pub tls: Option<ServerTlsSettings>,
     /// Worker threads; 0 means one per CPU core.
     pub workers: usize,
 }
@@ -121,6 +125,28 @@ pub struct ProxySettings {
     /// Time an upstream may take to accept the request and send its response head.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for https upstreams.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate. Logged loudly; for testing only.
+    pub tls_insecure_skip_verify: bool,
+}
+
+/// The listener's certificate and client-certificate policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTlsSettings {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub client_auth: ClientAuth,
+    pub ca_path: Option<PathBuf>,
+}
+
+/// Client certificate policy, named as Go's `tls.ClientAuthType` (the Go
+/// gateway's `-server.http-tls-client-auth` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    NoClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
 }
 
 #[derive(Clone)]
@@ -273,6 +299,11 @@ struct RawServer {
     shutdown_delay: String,
     http_read_timeout: String,
     max_request_body_size: u64,
+    http_conn_limit: usize,
+    http_tls_cert_path: Option<PathBuf>,
+    http_tls_key_path: Option<PathBuf>,
+    http_tls_client_auth: String,
+    http_tls_ca_path: Option<PathBuf>,
     workers: usize,
 }
 
@@ -285,6 +316,11 @@ impl Default for RawServer {
             shutdown_delay: "0s".to_owned(),
             http_read_timeout: "30s".to_owned(),
             max_request_body_size: 64 * 1024 * 1024,
+            http_conn_limit: 0,
+            http_tls_cert_path: None,
+            http_tls_key_path: None,
+            http_tls_client_auth: String::new(),
+            http_tls_ca_path: None,
             workers: 0,
         }
     }
@@ -295,6 +331,8 @@ impl Default for RawServer {
 struct RawProxy {
     timeout: String,
     connect_timeout: String,
+    tls_ca_file: Option<PathBuf>,
+    tls_insecure_skip_verify: bool,
 }
 
 impl Default for RawProxy {
@@ -302,6 +340,8 @@ impl Default for RawProxy {
         Self {
             timeout: "5m".to_owned(),
             connect_timeout: "5s".to_owned(),
+            tls_ca_file: None,
+            tls_insecure_skip_verify: false,
         }
     }
 }
@@ -532,6 +572,13 @@ impl RawSettings {
                 &self.server.http_read_timeout,
             )?,
             max_request_body_size: self.server.max_request_body_size,
+            http_conn_limit: self.server.http_conn_limit,
+            tls: validate_server_tls(
+                self.server.http_tls_cert_path,
+                self.server.http_tls_key_path,
+                &self.server.http_tls_client_auth,
+                self.server.http_tls_ca_path,
+            )?,
             workers: self.server.workers,
         };
         if server
@@ -569,6 +616,8 @@ impl RawSettings {
         let proxy = ProxySettings {
             timeout: parse_duration("proxy.timeout", &self.proxy.timeout)?,
             connect_timeout: parse_duration("proxy.connect_timeout", &self.proxy.connect_timeout)?,
+            tls_ca_file: self.proxy.tls_ca_file,
+            tls_insecure_skip_verify: self.proxy.tls_insecure_skip_verify,
         };
         if proxy.timeout.is_zero() {
             return Err(ConfigError::invalid("proxy.timeout", "must be positive"));
@@ -616,6 +665,67 @@ impl RawSettings {
             routes: self.routes,
         })
     }
+}
+
+fn validate_server_tls(
+    cert_path: Option<PathBuf>,
+    key_path: Option<PathBuf>,
+    client_auth: &str,
+    ca_path: Option<PathBuf>,
+) -> Result<Option<ServerTlsSettings>, ConfigError> {
+    let client_auth = match client_auth {
+        "" | "NoClientCert" => ClientAuth::NoClientCert,
+        "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
+        "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_client_auth",
+                format!("`{client_auth}` accepts unverified client certificates; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+            ))
+        }
+        other => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_client_auth",
+                format!("`{other}` is not one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"),
+            ))
+        }
+    };
+    let empty = |p: &Option<PathBuf>| p.as_ref().is_none_or(|p| p.as_os_str().is_empty());
+    let settings = match (cert_path, key_path) {
+        (cert, key) if empty(&cert) && empty(&key) => {
+            if client_auth != ClientAuth::NoClientCert {
+                return Err(ConfigError::invalid(
+                    "server.http_tls_client_auth",
+                    "needs server.http_tls_cert_path and server.http_tls_key_path",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(cert_path), Some(key_path))
+            if !cert_path.as_os_str().is_empty() && !key_path.as_os_str().is_empty() =>
+        {
+            ServerTlsSettings {
+                cert_path,
+                key_path,
+                client_auth,
+                ca_path: ca_path.filter(|p| !p.as_os_str().is_empty()),
+            }
+        }
+        (cert, _) if empty(&cert) => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_cert_path",
+                "must be set together with server.http_tls_key_path",
+            ))
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_key_path",
+                "must be set together with server.http_tls_cert_path",
+            ))
+        }
+    };
+    crate::tls::check(&settings).map_err(|e| ConfigError::invalid(e.key, e.message))?;
+    Ok(Some(settings))
 }
 
 fn validate_upstreams(
@@ -744,7 +854,7 @@ fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
 struct Effective<'a> {
     server: EffectiveServer<'a>,
     upstreams: BTreeMap<&'a str, String>,
-    proxy: EffectiveProxy,
+    proxy: EffectiveProxy<'a>,
     auth: EffectiveAuth<'a>,
     log: EffectiveLog<'a>,
     tracing: EffectiveTracing<'a>,
@@ -761,13 +871,25 @@ struct EffectiveServer<'a> {
     shutdown_delay: String,
     http_read_timeout: String,
     max_request_body_size: u64,
+    http_conn_limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_tls_cert_path: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_tls_key_path: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_tls_client_auth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_tls_ca_path: Option<&'a Path>,
     workers: usize,
 }
 
 #[derive(Serialize)]
-struct EffectiveProxy {
+struct EffectiveProxy<'a> {
     timeout: String,
     connect_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_ca_file: Option<&'a Path>,
+    tls_insecure_skip_verify: bool,
 }
 
 #[derive(Serialize)]
@@ -812,6 +934,15 @@ impl Settings {
                 shutdown_delay: duration::format(self.server.shutdown_delay),
                 http_read_timeout: duration::format(self.server.http_read_timeout),
                 max_request_body_size: self.server.max_request_body_size,
+                http_conn_limit: self.server.http_conn_limit,
+                http_tls_cert_path: self.server.tls.as_ref().map(|t| t.cert_path.as_path()),
+                http_tls_key_path: self.server.tls.as_ref().map(|t| t.key_path.as_path()),
+                http_tls_client_auth: self
+                    .server
+                    .tls
+                    .as_ref()
+                    .map(|t| format!("{:?}", t.client_auth)),
+                http_tls_ca_path: self.server.tls.as_ref().and_then(|t| t.ca_path.as_deref()),
                 workers: self.server.workers,
             },
             upstreams: self
@@ -822,6 +953,8 @@ impl Settings {
             proxy: EffectiveProxy {
                 timeout: duration::format(self.proxy.timeout),
                 connect_timeout: duration::format(self.proxy.connect_timeout),
+                tls_ca_file: self.proxy.tls_ca_file.as_deref(),
+                tls_insecure_skip_verify: self.proxy.tls_insecure_skip_verify,
             },
             auth: EffectiveAuth {
                 jwt_secret: "<redacted>",

@@ -14,3 +14,4 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod telemetry;
+pub mod tls;

@@ -143,6 +143,7 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     upstream_duration: HistogramVec,
     request_duration: HistogramVec,
+    open_connections: IntGauge,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -264,6 +265,14 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CORTEX_GATEWAY_REVISION")])
             .set(1);
         register(&registry, ProcessCollector::new());
+        let open_connections = register(
+            &registry,
+            IntGauge::with_opts(opts(
+                "open_connections",
+                "Client connections currently open (see server.http_conn_limit).",
+            ))
+            .expect("valid metric"),
+        );
         Self {
             registry,
             auth,
@@ -275,7 +284,13 @@ impl Metrics {
             upstream_errors,
             upstream_duration,
             request_duration,
+            open_connections,
         }
+    }
+
+    /// The open client connections gauge, maintained by the server.
+    pub fn open_connections(&self) -> IntGauge {
+        self.open_connections.clone()
     }
 
     /// Resolves the series of one upstream.

@@ -106,24 +106,6 @@ impl ProxyError {
     }
 }
 
-/// TLS settings for https upstreams: the system's root certificates.
-pub fn tls_config() -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        // A malformed system certificate must not stop the gateway; the
-        // upstreams it would have verified fail visibly instead.
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
 /// A forwarding target as resolved by the route table.
 pub struct Target {
     pub name: String,

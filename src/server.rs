@@ -21,6 +21,7 @@ use crate::error::GatewayError;
 use crate::metrics::{route_label, Metrics};
 use crate::proxy::{self, Forwarder, ProxyError, Target};
 use crate::routes::{self, RouteError};
+use crate::tls;
 
 /// Whether the gateway still wants new requests; flipped once on shutdown.
 #[derive(Default)]
@@ -80,6 +81,11 @@ impl Gateway {
             .mask_unmatched_patterns("UNMATCHED")
             .build()
             .expect("request metrics register once in a fresh registry");
+        let upstream_tls =
+            tls::upstream_client_config(&settings.proxy).map_err(|e| ConfigError::Invalid {
+                key: e.key.to_owned(),
+                message: e.message,
+            })?;
         Ok(Self {
             metrics: web::Data::new(metrics),
             inject_trace_context,
@@ -88,7 +94,7 @@ impl Gateway {
             targets,
             request_metrics,
             lifecycle: web::Data::new(Lifecycle::default()),
-            tls: proxy::tls_config(),
+            tls: upstream_tls,
         })
     }
 
@@ -130,6 +136,7 @@ impl Gateway {
         );
         let lifecycle = self.lifecycle.clone();
         let app_state = self.clone();
+        let open_connections = self.metrics.open_connections();
         let mut server = HttpServer::new(move || {
             // The last `wrap` is the outermost: timing sees the final status.
             App::new()
@@ -138,22 +145,47 @@ impl Gateway {
                 .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
         })
+        .on_connect(move |_, extensions| {
+            open_connections.inc();
+            extensions.insert(ConnectionGuard(open_connections.clone()));
+        })
         .disable_signals()
         .shutdown_timeout(server_settings.graceful_shutdown_timeout.as_secs())
         .client_request_timeout(server_settings.http_read_timeout);
-        if server_settings.workers > 0 {
-            server = server.workers(server_settings.workers);
+        let workers = match server_settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        server = server.workers(workers);
+        if server_settings.http_conn_limit > 0 {
+            // actix limits connections per worker; split the global limit.
+            server = server.max_connections(server_settings.http_conn_limit.div_ceil(workers));
         }
-        let server = server
-            .bind(address)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("server.http_listen_port: cannot listen on {address}: {e}"),
-                )
-            })?
-            .run();
-        tracing::info!(%address, "cortex-gateway listening");
+        let listen_error = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("server.http_listen_port: cannot listen on {address}: {e}"),
+            )
+        };
+        let certificate = match &server_settings.tls {
+            Some(tls_settings) => {
+                let (config, certificate) = tls::server_config(tls_settings)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                server = server
+                    .bind_rustls_0_23(address, config)
+                    .map_err(listen_error)?;
+                Some(certificate)
+            }
+            None => {
+                server = server.bind(address).map_err(listen_error)?;
+                None
+            }
+        };
+        let server = server.run();
+        tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
+        if let Some(certificate) = certificate {
+            actix_web::rt::spawn(reload_certificates(certificate));
+        }
         let mut terminate = actix_web::rt::signal::unix::signal(
             actix_web::rt::signal::unix::SignalKind::terminate(),
         )?;
@@ -176,6 +208,35 @@ impl Gateway {
         server.await?;
         tracing::info!("cortex-gateway stopped");
         Ok(())
+    }
+}
+
+/// Decrements `cortex_gateway_open_connections` when a connection closes.
+struct ConnectionGuard(prometheus::IntGauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Reloads the listener certificate on SIGHUP, and when its files change
+/// (checked every few seconds, for mounted Secrets that update in place).
+async fn reload_certificates(certificate: Arc<tls::ReloadingCertificate>) {
+    let Ok(mut hangup) =
+        actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; certificates reload on file change only");
+        return;
+    };
+    let mut poll = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        use futures_util::future::{select, Either};
+        let force = match select(std::pin::pin!(hangup.recv()), std::pin::pin!(poll.tick())).await {
+            Either::Left(_) => true,
+            Either::Right(_) => false,
+        };
+        certificate.reload(force);
     }
 }
 

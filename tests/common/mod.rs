@@ -270,6 +270,7 @@ pub struct GatewayBuilder {
     args: Vec<String>,
     env: Vec<(String, String)>,
     config: Option<String>,
+    https: bool,
 }
 
 impl GatewayBuilder {
@@ -290,7 +291,14 @@ impl GatewayBuilder {
                 ("CORTEX_GATEWAY__SERVER__WORKERS".into(), "2".into()),
             ],
             config: None,
+            https: false,
         }
+    }
+
+    /// The gateway serves TLS: readiness is checked by connecting only.
+    pub fn https(mut self) -> Self {
+        self.https = true;
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -337,7 +345,7 @@ impl GatewayBuilder {
             port,
             log_path,
         };
-        gateway.wait_until_healthy();
+        gateway.wait_until_healthy(self.https);
         gateway
     }
 }
@@ -365,13 +373,17 @@ impl Gateway {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
-    fn wait_until_healthy(&mut self) {
+    fn wait_until_healthy(&mut self, https: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early ({status}):\n{}", self.logs());
             }
-            if let Ok(response) = raw_http(
+            if https {
+                if TcpStream::connect(self.addr()).is_ok() {
+                    return;
+                }
+            } else if let Ok(response) = raw_http(
                 self.addr(),
                 b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
             ) {

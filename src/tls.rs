@@ -1,0 +1,288 @@
+//! TLS with rustls (ring): the listener's certificate, reloaded without a
+//! restart, optional client certificates (mTLS), and the trust settings for
+//! https upstreams.
+//!
+//! Certificates rotate (cert-manager renews them every few weeks), so the
+//! listener reads them through a resolver that swaps in new files on SIGHUP
+//! or when their modification time changes. A bad new file is logged and the
+//! old certificate stays in use: a rotation mistake must not take the
+//! gateway down.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::config::{ClientAuth, ProxySettings, ServerTlsSettings};
+
+/// A TLS setting that cannot be used, naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct TlsError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn error(key: &'static str, message: impl Into<String>) -> TlsError {
+    TlsError {
+        key,
+        message: message.into(),
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| error(key, format!("cannot read {}: {e}", path.display())))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            error(
+                key,
+                format!("{}: not PEM certificates: {e}", path.display()),
+            )
+        })?;
+    if certificates.is_empty() {
+        return Err(error(
+            key,
+            format!("{} holds no certificate", path.display()),
+        ));
+    }
+    Ok(certificates)
+}
+
+fn read_roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(key, path)? {
+        roots
+            .add(certificate)
+            .map_err(|e| error(key, format!("{}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+fn load_certified_key(settings: &ServerTlsSettings) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = read_certificates("server.http_tls_cert_path", &settings.cert_path)?;
+    let pem = std::fs::read(&settings.key_path).map_err(|e| {
+        error(
+            "server.http_tls_key_path",
+            format!("cannot read {}: {e}", settings.key_path.display()),
+        )
+    })?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        error(
+            "server.http_tls_key_path",
+            format!(
+                "{}: not a PEM private key: {e}",
+                settings.key_path.display()
+            ),
+        )
+    })?;
+    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| {
+        error(
+            "server.http_tls_key_path",
+            format!("does not match the certificate: {e}"),
+        )
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// Serves the current certificate and swaps in new files on [`reload`].
+///
+/// [`reload`]: ReloadingCertificate::reload
+#[derive(Debug)]
+pub struct ReloadingCertificate {
+    settings: ServerTlsSettings,
+    current: RwLock<(Arc<CertifiedKey>, Option<SystemTime>)>,
+}
+
+fn modified(settings: &ServerTlsSettings) -> Option<SystemTime> {
+    let cert = std::fs::metadata(&settings.cert_path)
+        .and_then(|m| m.modified())
+        .ok()?;
+    let key = std::fs::metadata(&settings.key_path)
+        .and_then(|m| m.modified())
+        .ok()?;
+    Some(cert.max(key))
+}
+
+impl ReloadingCertificate {
+    fn new(settings: ServerTlsSettings) -> Result<Self, TlsError> {
+        let key = load_certified_key(&settings)?;
+        let stamp = modified(&settings);
+        Ok(Self {
+            settings,
+            current: RwLock::new((key, stamp)),
+        })
+    }
+
+    /// Re-reads the files; `force` reloads even when they look unchanged.
+    /// Returns whether a new certificate is now in use.
+    pub fn reload(&self, force: bool) -> bool {
+        let stamp = modified(&self.settings);
+        let unchanged = self.current.read().map(|c| c.1 == stamp).unwrap_or(false);
+        if unchanged && !force {
+            return false;
+        }
+        match load_certified_key(&self.settings) {
+            Ok(key) => {
+                if let Ok(mut current) = self.current.write() {
+                    *current = (key, stamp);
+                }
+                tracing::info!(cert = %self.settings.cert_path.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
+                false
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().map(|current| current.0.clone())
+    }
+}
+
+/// The listener's TLS configuration and the handle to reload its certificate.
+pub fn server_config(
+    settings: &ServerTlsSettings,
+) -> Result<(rustls::ServerConfig, Arc<ReloadingCertificate>), TlsError> {
+    let certificate = Arc::new(ReloadingCertificate::new(settings.clone())?);
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error("server.http_tls_cert_path", e.to_string()))?;
+    let builder = match settings.client_auth {
+        ClientAuth::NoClientCert => builder.with_no_client_auth(),
+        ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert => {
+            let ca = settings.ca_path.as_deref().ok_or_else(|| {
+                error(
+                    "server.http_tls_ca_path",
+                    "must be set when client certificates are verified",
+                )
+            })?;
+            let roots = Arc::new(read_roots("server.http_tls_ca_path", ca)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = if settings.client_auth == ClientAuth::VerifyClientCertIfGiven {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| error("server.http_tls_ca_path", e.to_string()))?,
+            )
+        }
+    };
+    let mut config = builder.with_cert_resolver(certificate.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((config, certificate))
+}
+
+/// TLS settings for https upstreams: the system's root certificates, plus
+/// `proxy.tls_ca_file`, or no verification at all when explicitly asked.
+pub fn upstream_client_config(
+    settings: &ProxySettings,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error("proxy.tls_ca_file", e.to_string()))?;
+    if settings.tls_insecure_skip_verify {
+        tracing::warn!(
+            "proxy.tls_insecure_skip_verify is true: upstream certificates are NOT verified; anyone on the path can read and change traffic"
+        );
+        return Ok(Arc::new(
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+                .with_no_client_auth(),
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        // A malformed system certificate must not stop the gateway; the
+        // upstreams it would have verified fail visibly instead.
+        let _ = roots.add(certificate);
+    }
+    if let Some(path) = &settings.tls_ca_file {
+        for certificate in read_certificates("proxy.tls_ca_file", path)? {
+            roots
+                .add(certificate)
+                .map_err(|e| error("proxy.tls_ca_file", format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(Arc::new(
+        builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
+}
+
+/// Accepts any upstream certificate; only behind `proxy.tls_insecure_skip_verify`.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Validates a TLS listener configuration at start-up (files readable and
+/// matching), so `check-config` catches what serving would.
+pub fn check(settings: &ServerTlsSettings) -> Result<(), TlsError> {
+    server_config(settings).map(drop)
+}
