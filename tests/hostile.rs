@@ -228,3 +228,126 @@ fn a_response_cut_mid_body_is_cut_for_the_client_not_padded() {
     }
     assert_eq!(get_health(&gateway), 200);
 }
+
+#[test]
+fn a_client_that_never_finishes_its_head_is_cut_off_after_the_read_timeout() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .arg("-server.http-read-timeout=1s")
+        .start();
+    let mut slow = std::net::TcpStream::connect(gateway.addr()).unwrap();
+    slow.write_all(b"GET /api/v1/query HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "the connection was held for {waited:?}"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert!(upstream.requests().is_empty());
+    assert_eq!(get_health(&gateway), 200);
+}
+
+#[test]
+fn the_connection_limit_holds_extra_clients_back() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__WORKERS", "1")
+        .arg("-server.http-conn-limit=2")
+        .start();
+    // Two idle keep-alive connections take the whole budget…
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(gateway.addr()).unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let mut buffer = [0u8; 64];
+            let _ = stream.read(&mut buffer).unwrap();
+            stream
+        })
+        .collect();
+    assert_eq!(gateway_open_connections(&held), 2.0);
+    // …so a third is accepted by the kernel but not served…
+    let mut third = std::net::TcpStream::connect(gateway.addr()).unwrap();
+    third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buffer = [0u8; 64];
+    assert!(third.read(&mut buffer).is_err(), "served beyond the limit");
+    // …until one of the first two goes away.
+    drop(held);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let read = third.read(&mut buffer).unwrap();
+    assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
+}
+
+/// Reads `cortex_gateway_open_connections` over one of the held connections,
+/// since a new connection would not be served.
+fn gateway_open_connections(held: &[std::net::TcpStream]) -> f64 {
+    let mut stream = held[0].try_clone().unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut text = String::new();
+    let mut buffer = [0u8; 65536];
+    while !text.contains("cortex_gateway_open_connections ") || !text.ends_with('\n') {
+        let read = stream.read(&mut buffer).unwrap();
+        assert!(read > 0);
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    metric_value(&text, "cortex_gateway_open_connections")
+}
+
+#[actix_rt::test]
+async fn a_client_leaving_mid_download_releases_the_upstream_request() {
+    use futures_util::StreamExt;
+    let upstream = Upstream::start("q");
+    upstream.set_reply(Reply {
+        generated_len: 512 * 1024 * 1024,
+        ..Reply::default()
+    });
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let mut response = client()
+        .get(gateway.url("/api/v1/query"))
+        .bearer_auth(tenant_token("team-a"))
+        .send()
+        .await
+        .unwrap();
+    let first = response.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    let inflight = r#"cortex_gateway_inflight_requests{targetname="query_frontend"}"#;
+    assert_eq!(gateway.metric(inflight), 1.0);
+    drop(response);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gateway.metric(inflight) != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream request was never released"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bytes =
+        gateway.metric(r#"cortex_gateway_response_body_bytes_total{targetname="query_frontend"}"#);
+    assert!(
+        bytes < 256.0 * 1024.0 * 1024.0,
+        "the gateway stopped reading early ({bytes} bytes)"
+    );
+}
