@@ -1,0 +1,650 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: the same requests sent straight to an upstream
+# ("direct"), through NGINX setting X-Scope-OrgID ("nginx", the setup the
+# gateway replaces) and through cortex-gateway verifying a JWT on every request
+# ("gateway"). Then a 1 GiB upload through a fresh gateway to measure how much
+# its memory grows while streaming a large body.
+#
+# Installs nothing. Needs: wrk, nginx with the njs module (Debian:
+# `apt-get install wrk nginx-light libnginx-mod-http-js`), curl, and the
+# release binary (`cargo build --release`).
+#
+# Usage:  bench/compare.sh
+# Environment:
+#   ROUNDS=3          rounds per workload; each round runs direct, nginx, gateway in turn
+#   DURATION=10       seconds per wrk run
+#   WARMUP=2          seconds of unmeasured load per target and workload before round 1 (0: none)
+#   UPLOAD_MIB=1024   size of the large upload (0: skip it)
+#   WORKLOADS="get push2k push64k"   which workloads to run
+#   RESULTS_DIR=...   where raw wrk outputs and the summary go
+#                     (default: bench/results/<UTC timestamp>)
+#   GATEWAY_BIN=...   default: target/release/cortex-gateway
+#   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
+#
+# Everything listens on 127.0.0.1 on free ports, under a temporary prefix that
+# is removed on exit; every process started here is stopped by PID on exit.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+UPLOAD_MIB=${UPLOAD_MIB:-1024}
+WORKLOADS=${WORKLOADS:-"get push2k push64k"}
+
+# wrk shape. The machine has 2 cores shared by the load generator, the proxy
+# under test (2 workers) and the upstream (1 worker). One wrk thread keeps the
+# load generator to at most one core, so it does not take CPU from the proxy
+# more than necessary and the three targets compete for CPU the same way.
+# 32 connections keep enough requests in flight that a proxy is never idle
+# waiting for the next request (16 per proxy worker, like a few busy Prometheus
+# remote-write shards plus queriers), without so many that latency measures
+# only queueing in wrk's single event loop.
+WRK_THREADS=1
+WRK_CONNECTIONS=32
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
+NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
+RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+log() { echo "== $*" >&2; }
+
+# ---------------------------------------------------------------- tools
+missing=()
+for tool in wrk nginx curl getconf awk sort timeout head truncate sha256sum; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    die "missing tools: ${missing[*]} (Debian: apt-get install wrk nginx-light libnginx-mod-http-js curl)"
+fi
+[[ -r $NGINX_JS_MODULE ]] ||
+    die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
+[[ -x $GATEWAY_BIN ]] ||
+    die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release'"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
+[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer (seconds)"
+[[ $UPLOAD_MIB =~ ^[0-9]+$ ]] || die "UPLOAD_MIB must be a non-negative integer"
+for w in $WORKLOADS; do
+    case $w in get | push2k | push64k) ;; *) die "unknown workload $w (get, push2k, push64k)" ;; esac
+done
+
+CLK_TCK=$(getconf CLK_TCK)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cortex-gateway-bench.XXXXXX")
+# NGINX workers started by root run as nobody and must reach their temp paths.
+chmod 755 "$WORK"
+mkdir -p "$RESULTS_DIR"
+
+# ---------------------------------------------------------------- cleanup
+PIDS=() # every long-running process started here, stopped on exit
+
+alive() { # running and not yet a zombie
+    local state
+    state=$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+stop_pid() { # SIGTERM, up to 10 s to exit, then SIGKILL; reaps it
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    if alive "$pid"; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do
+        stop_pid "$pid"
+    done
+    rm -rf "$WORK"
+    exit "$status"
+}
+
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() { # drop $1 from PIDS once it has been stopped by hand
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# ---------------------------------------------------------------- ports
+USED_PORTS=" "
+free_port() { # free_port VAR : a port nothing on 127.0.0.1 listens on, not handed out before
+    local i p
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        [[ $USED_PORTS == *" $p "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            USED_PORTS+="$p "
+            printf -v "$1" '%s' "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+wait_for() { # wait_for NAME EXPECTED_CODE CURL_ARGS... : bounded readiness check
+    local name=$1 want=$2 i code=""
+    shift 2
+    for ((i = 0; i < 100; i++)); do # up to ~10 s
+        code=$(curl -sS -o /dev/null -m 2 -w '%{http_code}' "$@" 2>/dev/null) || code=""
+        [[ $code == "$want" ]] && return 0
+        sleep 0.1
+    done
+    die "$name did not answer $want (last: ${code:-no answer}); see $WORK"
+}
+
+# ---------------------------------------------------------------- /proc
+children_of() { # direct children of PID (NGINX workers of a master)
+    local pid=$1 f
+    f=/proc/$pid/task/$pid/children
+    if [[ -r $f ]]; then
+        cat "$f"
+    else
+        pgrep -P "$pid" | tr '\n' ' '
+    fi
+}
+
+cpu_ticks() { # utime+stime in clock ticks, summed over the PIDs given
+    local total=0 pid stat f
+    for pid in "$@"; do
+        stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
+        stat=${stat##*) } # comm may hold spaces; fields restart after it
+        read -ra f <<<"$stat"
+        total=$((total + f[11] + f[12])) # fields 14 (utime) and 15 (stime)
+    done
+    echo "$total"
+}
+
+status_kib() { # status_kib FIELD PID... : a /proc/PID/status field in KiB, summed
+    local field=$1 total=0 pid key value _
+    shift
+    for pid in "$@"; do
+        while read -r key value _; do
+            if [[ $key == "$field:" ]]; then
+                total=$((total + value))
+                break
+            fi
+        done <"/proc/$pid/status"
+    done
+    echo "$total"
+}
+
+start_rss_sampler() { # start_rss_sampler OUTFILE MAX_SECONDS PID... ; sets SAMPLER_PID
+    local out=$1 max=$2
+    shift 2
+    SAMPLER_OUT=$out
+    echo NA >"$out" # stays NA if no sample is taken
+    rm -f "$out.stop"
+    (
+        peak=0
+        for ((n = 0; n < max * 10; n++)); do # every 100 ms, bounded
+            [[ -e $out.stop ]] && break
+            rss=$(status_kib VmRSS "$@" 2>/dev/null) || break
+            ((rss > peak)) && peak=$rss
+            sleep 0.1
+        done
+        # written once, after the loop, so it is never read half-written
+        ((peak > 0)) && echo "$peak" >"$out"
+    ) &
+    SAMPLER_PID=$!
+    PIDS+=("$SAMPLER_PID")
+}
+
+stop_rss_sampler() { # asks the sampler to finish (up to 3 s), then stops it
+    local i
+    : >"$SAMPLER_OUT.stop"
+    for ((i = 0; i < 30; i++)); do
+        alive "$SAMPLER_PID" || break
+        sleep 0.1
+    done
+    stop_pid "$SAMPLER_PID"
+    forget_pid "$SAMPLER_PID"
+}
+
+# ---------------------------------------------------------------- servers
+
+# The upstream: NGINX + njs. nginx hands js_content the request only after it
+# has read the whole body, and the handler touches the body, so a proxy's
+# request is not answered before its body has been sent (a plain `return 200`
+# answers first and discards the body, which flatters every proxy).
+free_port UP_PORT
+mkdir -p "$WORK/upstream"
+cat >"$WORK/upstream/upstream.js" <<'EOF'
+function handle(r) {
+    var n = -1;
+    try {
+        var body = r.requestBuffer; // the body nginx has read, when in memory
+        n = body ? body.length : 0;
+    } catch (e) {
+        // bodies larger than client_body_buffer_size were read to a file
+    }
+    r.headersOut['X-Body-Bytes'] = String(n);
+    // request line + headers + body as read: lets the upload check its size
+    r.headersOut['X-Request-Length'] = r.variables.request_length;
+    r.return(200, "");
+}
+export default { handle };
+EOF
+cat >"$WORK/upstream/nginx.conf" <<EOF
+load_module $NGINX_JS_MODULE;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $WORK/upstream/nginx.pid;
+error_log $WORK/upstream/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    js_import main from $WORK/upstream/upstream.js;
+    client_body_temp_path $WORK/upstream/body;
+    proxy_temp_path $WORK/upstream/proxy;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        client_max_body_size 0;
+        client_body_buffer_size 1m;
+        client_body_in_single_buffer on;
+        location / { js_content main.handle; }
+    }
+}
+EOF
+
+# NGINX as the proxy the gateway replaces: sets the tenant, checks nothing.
+free_port NGINX_PORT
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 2;
+worker_rlimit_nofile 65536;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream cortex {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://cortex;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Scope-OrgID tenant-a;
+        }
+    }
+}
+EOF
+
+start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PIDS
+    nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -t -q ||
+        die "nginx config in $1 is invalid"
+    nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off;' \
+        >"$1/stdout.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
+start_nginx "$WORK/upstream"
+wait_for upstream 200 -X POST --data-binary 'x' "http://127.0.0.1:$UP_PORT/api/v1/push"
+
+log "starting nginx proxy (2 workers) on 127.0.0.1:$NGINX_PORT"
+start_nginx "$WORK/nginx"
+NGINX_PID=$STARTED_PID
+wait_for nginx 200 "http://127.0.0.1:$NGINX_PORT/api/v1/query?query=up"
+
+# The gateway's environment, shared by `token` and `serve`. An array, not a
+# function, so that `"${GATEWAY_ENV[@]}" BIN &` is one process whose PID is $!.
+GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
+    CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
+    CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
+    CORTEX_GATEWAY__AUTH__JWT_SECRET="bench-secret-0123456789abcdef0123456789abcdef"
+    CORTEX_GATEWAY__SERVER__WORKERS=2
+    CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
+
+# Run a private copy: a `cargo build` elsewhere during the run cannot swap it.
+cp "$GATEWAY_BIN" "$WORK/cortex-gateway"
+GATEWAY_SHA=$(sha256sum "$WORK/cortex-gateway" | cut -c1-16)
+GIT_REV="HEAD $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+    GIT_REV+=", src/Cargo files modified"
+fi
+head_time=$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)
+if (($(stat -c %Y "$GATEWAY_BIN") < head_time)); then
+    GIT_REV+=", binary older than HEAD: rebuild with 'cargo build --release' to measure it"
+    echo "warning: $GATEWAY_BIN is older than the last commit" >&2
+fi
+GATEWAY_BIN=$WORK/cortex-gateway
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+TOKEN=$("${GATEWAY_ENV[@]}" "$GATEWAY_BIN" token --tenant tenant-a) || die "could not mint a token"
+[[ -n $TOKEN ]] || die "empty token"
+AUTH="Authorization: Bearer $TOKEN"
+
+start_gateway() { # start_gateway PORT LOGFILE ; the PID goes to STARTED_PID and PIDS
+    "${GATEWAY_ENV[@]}" "$GATEWAY_BIN" \
+        -server.http-listen-address=127.0.0.1 -server.http-listen-port="$1" \
+        -log.level=warn >"$2" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    # env execs the gateway: make sure the PID measured is the gateway's.
+    local i exe="" want
+    want=$(readlink -f "$GATEWAY_BIN")
+    for ((i = 0; i < 50; i++)); do
+        exe=$(readlink "/proc/$STARTED_PID/exe" 2>/dev/null) || exe=""
+        [[ $exe == "$want" ]] && return 0
+        sleep 0.1
+    done
+    die "process $STARTED_PID is not $GATEWAY_BIN (${exe:-exited}); see $2"
+}
+
+free_port GW_PORT
+log "starting cortex-gateway (2 workers) on 127.0.0.1:$GW_PORT"
+start_gateway "$GW_PORT" "$WORK/gateway.log"
+GW_PID=$STARTED_PID
+wait_for gateway 200 "http://127.0.0.1:$GW_PORT/health"
+wait_for "gateway with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_PORT/api/v1/query?query=up"
+code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/api/v1/query?query=up")
+[[ $code == 401 ]] || die "gateway answered $code without a token (expected 401): is it verifying?"
+
+# ---------------------------------------------------------------- workloads
+mkdir -p "$WORK/lua"
+make_post_script() { # make_post_script NAME BYTES
+    head -c "$2" /dev/urandom >"$WORK/lua/$1.body"
+    cat >"$WORK/lua/$1.lua" <<EOF
+local f = assert(io.open("$WORK/lua/$1.body", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+assert(#wrk.body == $2, "body size")
+wrk.headers["Content-Type"] = "application/x-protobuf"
+wrk.headers["Content-Encoding"] = "snappy"
+wrk.headers["X-Prometheus-Remote-Write-Version"] = "0.1.0"
+EOF
+}
+make_post_script push2k 2048
+make_post_script push64k 65536
+
+workload_path() {
+    case $1 in
+    get) echo "/api/v1/query?query=up" ;;
+    *) echo "/api/v1/push" ;;
+    esac
+}
+workload_args() { # extra wrk arguments
+    case $1 in
+    get) ;;
+    *) echo "-s $WORK/lua/$1.lua" ;;
+    esac
+}
+workload_title() {
+    case $1 in
+    get) echo "GET /api/v1/query?query=up" ;;
+    push2k) echo "POST /api/v1/push, 2 KiB body" ;;
+    push64k) echo "POST /api/v1/push, 64 KiB body" ;;
+    esac
+}
+
+target_port() {
+    case $1 in
+    direct) echo "$UP_PORT" ;;
+    nginx) echo "$NGINX_PORT" ;;
+    gateway) echo "$GW_PORT" ;;
+    esac
+}
+target_pids() { # the proxy's processes (none for direct)
+    case $1 in
+    direct) ;;
+    nginx) echo "$NGINX_PID $(children_of "$NGINX_PID")" ;;
+    gateway) echo "$GW_PID" ;;
+    esac
+}
+
+to_ms() { # wrk's "1.23ms" / "456.00us" / "1.02s" / "1.5m" -> milliseconds
+    awk -v t="$1" 'BEGIN {
+        if (t ~ /us$/) { sub(/us$/, "", t); printf "%.3f", t / 1000 }
+        else if (t ~ /ms$/) { sub(/ms$/, "", t); printf "%.3f", t }
+        else if (t ~ /s$/) { sub(/s$/, "", t); printf "%.3f", t * 1000 }
+        else if (t ~ /m$/) { sub(/m$/, "", t); printf "%.3f", t * 60000 }
+        else if (t ~ /h$/) { sub(/h$/, "", t); printf "%.3f", t * 3600000 }
+        else { print "NaN" }
+    }'
+}
+
+# Every request sends the same headers, the token included, to every target:
+# NGINX and the upstream ignore it, the gateway verifies it.
+run_wrk() { # run_wrk WORKLOAD TARGET SECONDS OUTFILE
+    local w=$1 t=$2 secs=$3 out=$4 extra
+    extra=$(workload_args "$w")
+    # shellcheck disable=SC2086  # $extra is "-s FILE" or empty
+    timeout $((secs + 60)) wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${secs}s" --latency \
+        -H "$AUTH" $extra "http://127.0.0.1:$(target_port "$t")$(workload_path "$w")" >"$out" 2>&1 ||
+        die "wrk failed for $w/$t: $(tail -3 "$out")"
+}
+
+RUNS=$RESULTS_DIR/runs.tsv
+printf 'workload\ttarget\tround\treq_s\tp50_ms\tp99_ms\tpeak_rss_kib\tcpu_us_per_req\trequests\terrors\n' >"$RUNS"
+ERRORS_SEEN=0
+
+measure() { # measure WORKLOAD TARGET ROUND
+    local w=$1 t=$2 r=$3 out pids before after peak=NA cpu=NA reqs rps p50 p99 errs
+    out=$RESULTS_DIR/wrk-$w-$t-$r.txt
+    read -ra pids <<<"$(target_pids "$t")"
+    if ((${#pids[@]})); then
+        before=$(cpu_ticks "${pids[@]}")
+        start_rss_sampler "$WORK/peak" $((DURATION + 30)) "${pids[@]}"
+    fi
+    run_wrk "$w" "$t" "$DURATION" "$out"
+    if ((${#pids[@]})); then
+        after=$(cpu_ticks "${pids[@]}")
+        stop_rss_sampler
+        peak=$(<"$WORK/peak")
+    fi
+    reqs=$(awk '/requests in/ { print $1; exit }' "$out")
+    rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2; exit }' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2; exit }' "$out")")
+    errs=$(awk '/Non-2xx or 3xx responses:/ { n += $NF }
+                /Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+                END { print n + 0 }' "$out")
+    [[ -n $reqs && -n $rps ]] || die "could not parse $out"
+    if ((${#pids[@]})); then
+        cpu=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$reqs" \
+            'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+    fi
+    if ((errs > 0)); then
+        ERRORS_SEEN=1
+        echo "warning: $w/$t round $r: $errs errors or non-2xx answers (see $out)" >&2
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$w" "$t" "$r" "$rps" "$p50" "$p99" "$peak" "$cpu" "$reqs" "$errs" >>"$RUNS"
+    printf '   %-8s %-8s round %d: %10.1f req/s  p50 %8.3f ms  p99 %8.3f ms  peak RSS %6s KiB  CPU %8s us/req  errors %s\n' \
+        "$w" "$t" "$r" "$rps" "$p50" "$p99" "$peak" "$cpu" "$errs" >&2
+}
+
+TARGETS="direct nginx gateway"
+for w in $WORKLOADS; do
+    log "workload $w: $(workload_title "$w")"
+    if ((WARMUP > 0)); then
+        for t in $TARGETS; do
+            run_wrk "$w" "$t" "$WARMUP" "$WORK/warmup.txt"
+        done
+    fi
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for t in $TARGETS; do
+            measure "$w" "$t" "$r"
+        done
+    done
+done
+
+GW_HWM_END=$(status_kib VmHWM "$GW_PID")
+
+# ---------------------------------------------------------------- summary
+SUMMARY=$RESULTS_DIR/summary.md
+median() { # median of the numbers on stdin; NA if none
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "NA"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+col() { # col WORKLOAD TARGET COLUMN -> median of that column over rounds
+    awk -F'\t' -v w="$1" -v t="$2" -v c="$3" 'NR > 1 && $1 == w && $2 == t && $c != "NA" && $c != "" { print $c }' "$RUNS" | median
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.2f", a / b }'; }
+
+{
+    echo "Medians of $ROUNDS rounds; each run: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${DURATION}s --latency"
+    echo "(RSS and CPU are the proxy's; \"direct\" has no proxy.)"
+    echo
+    echo "| workload | target | req/s | p50 ms | p99 ms | peak RSS MiB | CPU µs/req |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    for w in $WORKLOADS; do
+        for t in $TARGETS; do
+            rps=$(col "$w" "$t" 4)
+            p50=$(col "$w" "$t" 5)
+            p99=$(col "$w" "$t" 6)
+            rss=$(col "$w" "$t" 7)
+            cpu=$(col "$w" "$t" 8)
+            [[ $rss == NA ]] || rss=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+            [[ $cpu == NA ]] || cpu=$(awk -v c="$cpu" 'BEGIN { printf "%.1f", c }')
+            printf '| %s | %s | %.0f | %.3f | %.3f | %s | %s |\n' "$w" "$t" "$rps" "$p50" "$p99" \
+                "${rss/NA/-}" "${cpu/NA/-}"
+        done
+    done
+    echo
+    echo "| workload | gateway/nginx req/s | gateway/nginx p99 | gateway/nginx CPU/req | gateway/direct req/s | gateway/direct p99 |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for w in $WORKLOADS; do
+        printf '| %s | %s | %s | %s | %s | %s |\n' "$w" \
+            "$(ratio "$(col "$w" gateway 4)" "$(col "$w" nginx 4)")" \
+            "$(ratio "$(col "$w" gateway 6)" "$(col "$w" nginx 6)")" \
+            "$(ratio "$(col "$w" gateway 8)" "$(col "$w" nginx 8)")" \
+            "$(ratio "$(col "$w" gateway 4)" "$(col "$w" direct 4)")" \
+            "$(ratio "$(col "$w" gateway 6)" "$(col "$w" direct 6)")"
+    done
+    echo
+    awk -v k="$GW_HWM_END" 'BEGIN { printf "Gateway VmHWM (peak RSS since start) after all load runs: %.1f MiB\n", k / 1024 }'
+    echo
+    echo "Issue targets (medians):"
+    for w in $WORKLOADS; do
+        tput_ratio=$(ratio "$(col "$w" gateway 4)" "$(col "$w" nginx 4)")
+        p99_gw=$(col "$w" gateway 6)
+        p99_ng=$(col "$w" nginx 6)
+        rss_gw=$(col "$w" gateway 7)
+        awk -v w="$w" -v r="$tput_ratio" -v g="$p99_gw" -v n="$p99_ng" -v m="$rss_gw" 'BEGIN {
+            printf "- %s: throughput >= 1.2x nginx: %s (%sx); p99 <= nginx: %s (%.3f vs %.3f ms); peak RSS <= 32 MiB: %s (%.1f MiB)\n",
+                w, (r >= 1.2 ? "met" : "NOT met"), r, (g <= n ? "met" : "NOT met"), g, n,
+                (m / 1024 <= 32 ? "met" : "NOT met"), m / 1024 }'
+    done
+} >"$SUMMARY"
+
+# ---------------------------------------------------------------- 1 GiB upload
+# A fresh gateway, so that its VmHWM (peak RSS since start) is not the peak of
+# the load runs above; one small request first so that the worker, its client
+# and the connection to the upstream exist before "before" is read.
+upload() { # upload MODE (sized|chunked) ; appends to the summary
+    local mode=$1 port pid logf before hwm_before peak hwm after_rss code
+    free_port port
+    logf=$WORK/gateway-upload-$mode.log
+    # The default request body limit is below a large upload: raise it for
+    # this instance (when the binary has the setting).
+    local saved_env=("${GATEWAY_ENV[@]}")
+    if "${GATEWAY_ENV[@]}" "$GATEWAY_BIN" check-config 2>/dev/null | grep -q '^max_request_body_size'; then
+        GATEWAY_ENV+=(CORTEX_GATEWAY__SERVER__MAX_REQUEST_BODY_SIZE=$((UPLOAD_MIB * 1024 * 1024)))
+    fi
+    start_gateway "$port" "$logf"
+    GATEWAY_ENV=("${saved_env[@]}")
+    pid=$STARTED_PID
+    wait_for "gateway (upload)" 200 "http://127.0.0.1:$port/health"
+    wait_for "gateway (upload) with a token" 200 -H "$AUTH" -X POST --data-binary 'x' \
+        "http://127.0.0.1:$port/api/v1/push"
+    # Reset the peak to the current RSS where the kernel allows it (Linux >= 4.0).
+    echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+    before=$(status_kib VmRSS "$pid")
+    hwm_before=$(status_kib VmHWM "$pid")
+    start_rss_sampler "$WORK/peak" 600 "$pid"
+    # Content-Length: a sparse file of the size (no disk, no curl buffering);
+    # chunked: a pipe of unknown length.
+    local curl_args=(-sS -m 600 -H "$AUTH" -H "Content-Type: application/x-protobuf"
+        -H "Expect:" -o /dev/null -D "$WORK/upload-headers" -w '%{http_code}')
+    local t0 t1
+    t0=$(date +%s.%N)
+    if [[ $mode == sized ]]; then
+        code=$(curl "${curl_args[@]}" -T "$WORK/upload.bin" "http://127.0.0.1:$port/api/v1/push") ||
+            code="curl failed"
+    else
+        code=$(head -c "$((UPLOAD_MIB * 1024 * 1024))" /dev/zero |
+            curl "${curl_args[@]}" -T - "http://127.0.0.1:$port/api/v1/push") || code="curl failed"
+    fi
+    t1=$(date +%s.%N)
+    stop_rss_sampler
+    peak=$(<"$WORK/peak")
+    hwm=$(status_kib VmHWM "$pid")
+    after_rss=$(status_kib VmRSS "$pid")
+    stop_pid "$pid"
+    forget_pid "$pid"
+    [[ $code == 200 ]] || { ERRORS_SEEN=1; echo "warning: $mode upload answered $code" >&2; }
+    # The upstream read the whole body: its request length counts every byte.
+    local seen
+    seen=$(awk -F': ' 'tolower($1) == "x-request-length" { gsub(/\r/, "", $2); print $2 }' "$WORK/upload-headers")
+    if [[ -z $seen ]] || ((seen < UPLOAD_MIB * 1024 * 1024)); then
+        ERRORS_SEEN=1
+        echo "warning: $mode upload: the upstream read ${seen:-?} bytes, less than the body" >&2
+    fi
+    awk -v mode="$mode" -v mib="$UPLOAD_MIB" -v code="$code" -v b="$before" -v hb="$hwm_before" \
+        -v p="$peak" -v h="$hwm" -v a="$after_rss" -v t0="$t0" -v t1="$t1" 'BEGIN {
+        peak = (h > p ? h : p)
+        printf "| %s | %d MiB | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.0f |\n",
+            mode, mib, code, b / 1024, hb / 1024, p / 1024, h / 1024, (peak - b) / 1024, a / 1024,
+            (t1 - t0), mib / (t1 - t0) }' >>"$SUMMARY"
+}
+
+if ((UPLOAD_MIB > 0)); then
+    log "upload of $UPLOAD_MIB MiB through a fresh gateway (Content-Length, then chunked)"
+    {
+        echo
+        echo "Large upload through a fresh gateway (RSS in MiB; growth = max(VmHWM, sampled peak) - RSS before):"
+        echo
+        echo "| framing | size | status | RSS before | VmHWM before | sampled peak | VmHWM after | growth | RSS after | seconds | MiB/s |"
+        echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    } >>"$SUMMARY"
+    truncate -s "$((UPLOAD_MIB * 1024 * 1024))" "$WORK/upload.bin"
+    upload sized
+    upload chunked
+fi
+
+{
+    echo
+    echo "Gateway: repository at $GIT_REV; binary sha256 $GATEWAY_SHA…; load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+        "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo);" \
+        "$(nginx -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }')"
+} >>"$SUMMARY"
+
+echo
+cat "$SUMMARY"
+echo
+echo "Raw wrk output and runs.tsv: $RESULTS_DIR"
+if ((ERRORS_SEEN)); then
+    echo "WARNING: some runs had errors or non-2xx answers; see the warnings above." >&2
+fi
