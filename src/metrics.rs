@@ -36,11 +36,11 @@ impl AuthMetrics {
         self.failed.with_label_values(&[error.reason()]).inc();
     }
 
-    /// Counts a success; with `metrics.per_tenant = false` the tenant label
-    /// is left empty, which Prometheus treats as absent.
-    pub fn succeeded(&self, tenant: &str) {
+    /// The success counter for `tenant`; with `metrics.per_tenant = false`
+    /// the tenant label is left empty, which Prometheus treats as absent.
+    pub fn succeeded_counter(&self, tenant: &str) -> IntCounter {
         let tenant = if self.per_tenant { tenant } else { "" };
-        self.succeeded.with_label_values(&[tenant]).inc();
+        self.succeeded.with_label_values(&[tenant])
     }
 }
 

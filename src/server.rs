@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServerHandle;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Condition;
 use actix_web::HttpMessage;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
@@ -68,6 +69,7 @@ impl Gateway {
             .into_iter()
             .map(|route| {
                 let target = Target {
+                    route_label: route_label(&route.prefix),
                     upstream: settings.upstreams[&route.upstream].clone(),
                     metrics: metrics.target(&route.upstream),
                     name: route.upstream,
@@ -115,10 +117,14 @@ impl Gateway {
             // Served by the metrics middleware; registered so the route exists.
             .route("/metrics", web::get().to(HttpResponse::NotFound));
         for (prefix, target) in &self.targets {
+            // A scope matches its prefix without a regex, segment-wise, so
+            // only the one matching route evaluates its tail pattern.
             cfg.service(
-                web::resource([prefix.clone(), format!("{prefix}/{{tail}}*")])
-                    .app_data(target.clone())
-                    .to(forward),
+                web::scope(prefix).service(
+                    web::resource(["", "/{tail}*"])
+                        .app_data(target.clone())
+                        .to(forward),
+                ),
             );
         }
         cfg.default_service(web::to(not_routed));
@@ -140,7 +146,12 @@ impl Gateway {
         let mut server = HttpServer::new(move || {
             // The last `wrap` is the outermost: timing sees the final status.
             App::new()
-                .wrap(TracingLogger::<GatewayRootSpan>::new())
+                // Request spans only when traces are exported: without an
+                // exporter they cost CPU on every request and show nowhere.
+                .wrap(Condition::new(
+                    app_state.inject_trace_context,
+                    TracingLogger::<GatewayRootSpan>::new(),
+                ))
                 .wrap(app_state.request_metrics.clone())
                 .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
@@ -314,14 +325,21 @@ where
     let response = service.call(req);
     async move {
         let response = response.await?;
-        if let Some(metrics) = response.request().app_data::<web::Data<Metrics>>() {
-            let route = response.request().match_pattern().map_or_else(
-                || "other".to_owned(),
-                |pattern: String| route_label(&pattern),
-            );
+        let request = response.request();
+        if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+            let computed;
+            let route = match request.app_data::<web::Data<Target>>() {
+                Some(target) => target.route_label.as_str(),
+                None => {
+                    computed = request
+                        .match_pattern()
+                        .map_or_else(|| "other".to_owned(), |pattern| route_label(&pattern));
+                    computed.as_str()
+                }
+            };
             metrics.request_duration(
-                response.request().method().as_str(),
-                &route,
+                request.method().as_str(),
+                route,
                 response.status().as_str(),
                 started.elapsed(),
             );

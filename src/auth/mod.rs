@@ -2,6 +2,7 @@
 //! algorithm, `exp`/`nbf`/`aud`), and its claims checked ([`claims`]) before
 //! a request may reach any upstream.
 
+mod cache;
 pub mod claims;
 pub mod extract;
 mod mint;
@@ -120,6 +121,8 @@ impl Tenant {
     }
 }
 
+static NEXT_AUTHENTICATOR_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The auth extractor: a handler that takes a `Tenant` argument only runs for
 /// requests with a valid token. Failures are logged (reason and client
 /// address, never the token) and counted here, in one place.
@@ -135,12 +138,6 @@ impl FromRequest for Tenant {
             )));
         };
         let outcome = authenticator.authenticate(req.headers());
-        if let Some(metrics) = &authenticator.metrics {
-            match &outcome {
-                Ok(tenant) => metrics.succeeded(tenant.as_str()),
-                Err(error) => metrics.failed(error),
-            }
-        }
         if let Err(error) = &outcome {
             tracing::info!(
                 reason = error.reason(),
@@ -162,6 +159,8 @@ pub struct Authenticator {
     tenant_claim: String,
     extra_headers: Vec<HeaderName>,
     metrics: Option<AuthMetrics>,
+    /// Distinguishes this authenticator's entries in the per-thread cache.
+    id: u64,
 }
 
 impl Authenticator {
@@ -202,17 +201,58 @@ impl Authenticator {
             tenant_claim: settings.tenant_claim.clone(),
             extra_headers: settings.extra_headers.clone(),
             metrics: None,
+            id: NEXT_AUTHENTICATOR_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
     /// Finds and verifies the request's token.
+    /// Counts the outcome in the authentication metrics when there are any.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, AuthError> {
-        let token = extract::token_from_headers(headers, &self.extra_headers)?;
-        self.verify(token.as_str())
+        let outcome = extract::token_from_headers(headers, &self.extra_headers)
+            .and_then(|token| self.verify_cached(token.as_str()));
+        match outcome {
+            Ok(verified) => {
+                if let Some(counter) = &verified.success_counter {
+                    counter.inc();
+                }
+                Ok(verified.tenant)
+            }
+            Err(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.failed(&error);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(hit) = cache::get(self.id, token, now) {
+            return Ok(hit);
+        }
+        let (tenant, claims) = self.verify_claims(token)?;
+        let leeway = self.validation.leeway;
+        let claim = |name: &str| claims.0.get(name).and_then(serde_json::Value::as_u64);
+        let verified = cache::Verified {
+            success_counter: self
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.succeeded_counter(tenant.as_str())),
+            tenant,
+            valid_from: claim("nbf").map_or(0, |nbf| nbf.saturating_sub(leeway)),
+            valid_until: claim("exp").map_or(u64::MAX, |exp| exp.saturating_add(leeway)),
+        };
+        cache::insert(self.id, token, verified.clone());
+        Ok(verified)
     }
 
     /// Verifies one token and applies the claim rules.
     pub fn verify(&self, token: &str) -> Result<Tenant, AuthError> {
+        self.verify_claims(token).map(|(tenant, _)| tenant)
+    }
+
+    fn verify_claims(&self, token: &str) -> Result<(Tenant, claims::Claims), AuthError> {
         if token.len() > extract::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));
         }
@@ -227,9 +267,10 @@ impl Authenticator {
                 _ => AuthError::from(error),
             })?;
         let tenant = data.claims.tenant(&self.tenant_claim)?;
-        HeaderValue::from_str(tenant)
+        let tenant = HeaderValue::from_str(tenant)
             .map(Tenant)
-            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))
+            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))?;
+        Ok((tenant, data.claims))
     }
 }
 
@@ -370,6 +411,45 @@ mod tests {
         );
         let token = format!("{header}.{payload}.sig");
         assert!(auth.verify(&token).is_err());
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_on_time() {
+        let mut strict = settings(&[]);
+        strict.leeway = Duration::from_secs(0);
+        let auth = Authenticator::new(&strict).unwrap();
+        let exp = now() + 30;
+        let token = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "t", "exp": exp, "nbf": now() - 5}),
+            SECRET,
+        );
+        let first = auth.verify_cached(&token).unwrap();
+        assert_eq!((first.valid_until, first.tenant.as_str()), (exp, "t"));
+        assert!(
+            cache::get(auth.id, &token, now()).is_some(),
+            "cached while valid"
+        );
+        assert!(
+            cache::get(auth.id, &token, exp + 1).is_none(),
+            "expired entries are not served"
+        );
+        assert!(
+            cache::get(auth.id, &token, exp - 1).is_none(),
+            "and were evicted"
+        );
+
+        let other = Authenticator::new(&settings(&[])).unwrap();
+        assert!(
+            cache::get(other.id, &token, now()).is_none(),
+            "entries belong to one authenticator"
+        );
+        let forged = sign(Algorithm::HS256, json!({"tenant_id": "t"}), b"wrong");
+        assert!(auth.verify_cached(&forged).is_err());
+        assert!(
+            cache::get(auth.id, &forged, now()).is_none(),
+            "failures are never cached"
+        );
     }
 
     #[test]
