@@ -48,8 +48,9 @@ GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
 NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
+SCRIPT_NAME=compare.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools
 missing=()
@@ -76,143 +77,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/cortex-gateway-bench.XXXXXX")
 # NGINX workers started by root run as nobody and must reach their temp paths.
 chmod 755 "$WORK"
 mkdir -p "$RESULTS_DIR"
-
-# ---------------------------------------------------------------- cleanup
-PIDS=() # every long-running process started here, stopped on exit
-
-alive() { # running and not yet a zombie
-    local state
-    state=$(awk '{ sub(/.*\) /, ""); print $1 }' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $state && $state != Z ]]
-}
-
-stop_pid() { # SIGTERM, up to 10 s to exit, then SIGKILL; reaps it
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    rm -rf "$WORK"
-    exit "$status"
-}
-
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-forget_pid() { # drop $1 from PIDS once it has been stopped by hand
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-# ---------------------------------------------------------------- ports
-USED_PORTS=" "
-free_port() { # free_port VAR : a port nothing on 127.0.0.1 listens on, not handed out before
-    local i p
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            USED_PORTS+="$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-wait_for() { # wait_for NAME EXPECTED_CODE CURL_ARGS... : bounded readiness check
-    local name=$1 want=$2 i code=""
-    shift 2
-    for ((i = 0; i < 100; i++)); do # up to ~10 s
-        code=$(curl -sS -o /dev/null -m 2 -w '%{http_code}' "$@" 2>/dev/null) || code=""
-        [[ $code == "$want" ]] && return 0
-        sleep 0.1
-    done
-    die "$name did not answer $want (last: ${code:-no answer}); see $WORK"
-}
-
-# ---------------------------------------------------------------- /proc
-children_of() { # direct children of PID (NGINX workers of a master)
-    local pid=$1 f
-    f=/proc/$pid/task/$pid/children
-    if [[ -r $f ]]; then
-        cat "$f"
-    else
-        pgrep -P "$pid" | tr '\n' ' '
-    fi
-}
-
-cpu_ticks() { # utime+stime in clock ticks, summed over the PIDs given
-    local total=0 pid stat f
-    for pid in "$@"; do
-        stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
-        stat=${stat##*) } # comm may hold spaces; fields restart after it
-        read -ra f <<<"$stat"
-        total=$((total + f[11] + f[12])) # fields 14 (utime) and 15 (stime)
-    done
-    echo "$total"
-}
-
-status_kib() { # status_kib FIELD PID... : a /proc/PID/status field in KiB, summed
-    local field=$1 total=0 pid key value _
-    shift
-    for pid in "$@"; do
-        while read -r key value _; do
-            if [[ $key == "$field:" ]]; then
-                total=$((total + value))
-                break
-            fi
-        done <"/proc/$pid/status"
-    done
-    echo "$total"
-}
-
-start_rss_sampler() { # start_rss_sampler OUTFILE MAX_SECONDS PID... ; sets SAMPLER_PID
-    local out=$1 max=$2
-    shift 2
-    SAMPLER_OUT=$out
-    echo NA >"$out" # stays NA if no sample is taken
-    rm -f "$out.stop"
-    (
-        peak=0
-        for ((n = 0; n < max * 10; n++)); do # every 100 ms, bounded
-            [[ -e $out.stop ]] && break
-            rss=$(status_kib VmRSS "$@" 2>/dev/null) || break
-            ((rss > peak)) && peak=$rss
-            sleep 0.1
-        done
-        # written once, after the loop, so it is never read half-written
-        ((peak > 0)) && echo "$peak" >"$out"
-    ) &
-    SAMPLER_PID=$!
-    PIDS+=("$SAMPLER_PID")
-}
-
-stop_rss_sampler() { # asks the sampler to finish (up to 3 s), then stops it
-    local i
-    : >"$SAMPLER_OUT.stop"
-    for ((i = 0; i < 30; i++)); do
-        alive "$SAMPLER_PID" || break
-        sleep 0.1
-    done
-    stop_pid "$SAMPLER_PID"
-    forget_pid "$SAMPLER_PID"
-}
 
 # ---------------------------------------------------------------- servers
 
@@ -296,14 +160,6 @@ http {
 }
 EOF
 
-start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PIDS
-    nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -t -q ||
-        die "nginx config in $1 is invalid"
-    nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off;' \
-        >"$1/stdout.log" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
-}
 
 log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
 start_nginx "$WORK/upstream"
