@@ -127,10 +127,12 @@ sleep 2 # let EXPIRED expire (leeway is 0 here)
 head -c 2048 /dev/urandom | base64 -w0 | head -c 2048 >"$WORK/body2k"
 head -c 65536 /dev/urandom | base64 -w0 | head -c 65536 >"$WORK/body64k"
 {
-    echo 'local body2k = io.open("'"$WORK"'/body2k"):read("*a")'
-    echo 'local body64k = io.open("'"$WORK"'/body64k"):read("*a")'
+    # Built in init(): wrk sets the Host header only after the script loads.
     echo 'local requests = {}'
     echo 'local function add(method, path, headers, body) requests[#requests + 1] = wrk.format(method, path, headers, body) end'
+    echo 'init = function(args)'
+    echo 'local body2k = io.open("'"$WORK"'/body2k"):read("*a")'
+    echo 'local body64k = io.open("'"$WORK"'/body64k"):read("*a")'
     for tenant in "${TENANTS[@]}"; do
         h="{[\"Authorization\"] = \"Bearer ${TOKENS[$tenant]}\", [\"X-Expected-Tenant\"] = \"$tenant\", [\"X-Scope-OrgID\"] = \"spoofed\"}"
         echo "add(\"GET\", \"/api/v1/query?query=up\", $h, nil)"
@@ -141,6 +143,7 @@ head -c 65536 /dev/urandom | base64 -w0 | head -c 65536 >"$WORK/body64k"
     echo "add(\"GET\", \"/prometheus/api/v1/query?query=up\", {[\"Authorization\"] = \"Bearer $FORGED\"}, nil)"
     echo "add(\"GET\", \"/prometheus/api/v1/query?query=up\", {}, nil)"
     echo "add(\"POST\", \"/api/v1/fault\", {[\"Authorization\"] = \"Bearer ${TOKENS[team-a]}\"}, body2k)"
+    echo 'end'
     echo 'local i = 0'
     echo 'request = function() i = i % #requests + 1; return requests[i] end'
 } >"$WORK/soak.lua"
@@ -174,7 +177,7 @@ curl -sS "http://127.0.0.1:$GW_PORT/metrics" >"$WORK/metrics"
 awk -F'[{}]' '/^cortex_gateway_request_duration_seconds_count/ {
     route = $2; sub(/.*route="/, "", route); sub(/".*/, "", route)
     status = $2; sub(/.*status_code="/, "", status); sub(/".*/, "", status)
-    split($3, v, " "); print route, status, v[2]
+    split($3, v, " "); print route, status, v[1]
 }' "$WORK/metrics" | sort >"$WORK/statuses"
 
 failures=0
@@ -201,7 +204,7 @@ allowed=$((rss_first / 10 > 2048 ? rss_first / 10 : 2048))
 ((FDS_AFTER <= FDS_BEFORE)) || fail "open file descriptors grew from $FDS_BEFORE to $FDS_AFTER"
 
 echo
-echo "soak summary: $total requests in ${DURATION}s; RSS first 10% ${rss_first} KiB, last 10% ${rss_last} KiB ($samples samples);" \
+echo "soak summary: $total requests (warm-up included) in ${DURATION}s + 3s; RSS first 10% ${rss_first} KiB, last 10% ${rss_last} KiB ($samples samples);" \
     "fds before $FDS_BEFORE, after $FDS_AFTER; a wrong tenant upstream would show as status 421 above"
 if ((failures > 0)); then
     echo "soak: FAILED ($failures)"
