@@ -36,6 +36,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Load and validate the configuration; print it with secrets redacted.
     CheckConfig,
+    /// Try the gateway without Cortex: a built-in echo upstream, a token and a curl line.
+    Demo(DemoArgs),
 }
 
 /// Flags accepted by every command, each overriding file and environment.
@@ -174,6 +176,13 @@ impl GlobalArgs {
         }
         overrides
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Port for the gateway, on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]

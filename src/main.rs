@@ -12,6 +12,16 @@ use cortex_gateway::telemetry;
 
 fn main() -> ExitCode {
     let invocation = cli::parse(std::env::args_os());
+    if let Some(Command::Demo(args)) = &invocation.cli.command {
+        // The demo brings its own upstream and secret: no configuration.
+        return match cortex_gateway::demo::run(args.port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let global = &invocation.cli.global;
     // Variables that are not UTF-8 cannot be ours; skip them rather than panic.
     let env = std::env::vars_os()
@@ -32,7 +42,9 @@ fn main() -> ExitCode {
             print!("{}", settings.to_redacted_toml());
             Ok(())
         }
-        Some(Command::Serve) | None => serve(settings, &invocation.ignored_flags),
+        Some(Command::Serve) | Some(Command::Demo(_)) | None => {
+            serve(settings, &invocation.ignored_flags)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

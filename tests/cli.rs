@@ -318,3 +318,58 @@ async fn no_log_level_ever_prints_a_secret_or_a_token() {
         }
     }
 }
+
+#[actix_rt::test]
+async fn demo_prints_a_working_token_and_curl_line() {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = command()
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.starts_with("stop with"))
+        .collect();
+    let curl = lines
+        .iter()
+        .find(|l| l.starts_with("curl -sS"))
+        .expect("a curl line");
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert_eq!(lines[2], token, "the token is printed on its own line");
+
+    let url = format!("http://127.0.0.1:{port}/api/v1/query?query=up");
+    let mut status = 0;
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        if let Ok(mut response) = client()
+            .get(&url)
+            .bearer_auth(token)
+            .insert_header(("X-Scope-OrgID", "someone-else"))
+            .send()
+            .await
+        {
+            status = response.status().as_u16();
+            body = response.json().await.unwrap();
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let unauthenticated = client().get(&url).send().await.unwrap().status();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert_eq!(body["x_scope_orgid"], serde_json::json!(["demo-tenant"]));
+    assert_eq!(body["authorization_forwarded"], false);
+    assert_eq!(unauthenticated, 401);
+}

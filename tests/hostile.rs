@@ -351,3 +351,86 @@ async fn a_client_leaving_mid_download_releases_the_upstream_request() {
         "the gateway stopped reading early ({bytes} bytes)"
     );
 }
+
+/// An upstream that answers each request on a connection with 200 and then
+/// closes the (idle, pooled) connection after `idle_close`.
+fn closing_upstream(idle_close: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 65536];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                if matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    std::thread::sleep(idle_close);
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[actix_rt::test]
+async fn an_upstream_closing_idle_pooled_connections_does_not_fail_the_next_request() {
+    let upstream = closing_upstream(Duration::from_millis(200));
+    let gateway = GatewayBuilder::new(&upstream, &upstream).start();
+    for round in 0..3 {
+        let mut response = client()
+            .get(gateway.url("/api/v1/labels"))
+            .bearer_auth(tenant_token("team-a"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "round {round}");
+        assert_eq!(response.body().await.unwrap(), "ok");
+        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[test]
+fn a_client_leaving_mid_upload_is_not_forwarded_as_complete() {
+    let upstream = Upstream::start("d");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let mut stream = std::net::TcpStream::connect(gateway.addr()).unwrap();
+    let head = format!(
+        "POST /api/v1/push HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nContent-Length: 1000000\r\n\r\n",
+        tenant_token("team-a")
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&[7u8; 10_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(stream);
+    let inflight = r#"cortex_gateway_inflight_requests{targetname="distributor"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while gateway.metric(inflight) != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream request was never released"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        upstream.requests().iter().all(|r| r.body_len == 1_000_000),
+        "a truncated body must never reach the upstream as a complete request"
+    );
+    assert_eq!(get_health(&gateway), 200);
+}
+
+#[test]
+fn oversized_request_lines_are_refused() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let query = "a".repeat(200 * 1024);
+    match raw_http(
+        gateway.addr(),
+        authorized(&format!("GET /api/v1/query?query={query}"), "").as_bytes(),
+    ) {
+        Ok(response) => assert!(matches!(response.status, 414 | 431), "{}", response.status),
+        Err(error) => eprintln!("connection closed on an oversized request line: {error}"),
+    }
+    assert!(upstream.requests().is_empty());
+    assert_eq!(get_health(&gateway), 200);
+}
