@@ -46,7 +46,10 @@ fn auth(c: &mut Criterion) {
     let authenticator = Authenticator::new(&settings()).unwrap();
     let token = token();
     let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("prometheus:{token}"))
