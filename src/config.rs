@@ -151,7 +151,13 @@ pub enum ClientAuth {
 
 #[derive(Clone)]
 pub struct AuthSettings {
+    /// The key tokens are signed with (`token` mints with it).
     pub jwt_secret: Vec<u8>,
+    /// Further keys that are still accepted, for rotation: the lines after
+    /// the first in `auth.jwt_secret_file`.
+    pub additional_secrets: Vec<Vec<u8>>,
+    /// Where the keys came from, when a file: re-read on change and SIGHUP.
+    pub jwt_secret_file: Option<PathBuf>,
     pub tenant_claim: String,
     pub audience: Vec<String>,
     pub algorithms: Vec<Algorithm>,
@@ -167,6 +173,8 @@ impl fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthSettings")
             .field("jwt_secret", &"<redacted>")
+            .field("additional_secrets", &self.additional_secrets.len())
+            .field("jwt_secret_file", &self.jwt_secret_file)
             .field("tenant_claim", &self.tenant_claim)
             .field("audience", &self.audience)
             .field("algorithms", &self.algorithms)
@@ -764,23 +772,39 @@ fn validate_upstreams(
     Ok(upstreams)
 }
 
-fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
-    let secret = match (raw.jwt_secret, raw.jwt_secret_file) {
-        (Some(secret), None) => secret.into_bytes(),
-        (None, Some(path)) => {
-            let contents = std::fs::read(&path).map_err(|e| {
-                ConfigError::invalid(
-                    "auth.jwt_secret_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            // Secret files written by `echo` or kubectl end in a newline that is
-            // not part of the key.
-            let trimmed_len = contents
+/// Reads the keys of a secret file: one per line, the first signs; blank
+/// lines and trailing whitespace (the newline `echo` and kubectl add) are not
+/// part of any key.
+pub fn read_secret_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let contents =
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let keys: Vec<Vec<u8>> = contents
+        .split(|&b| b == b'\n')
+        .map(|line| {
+            let end = line
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace())
                 .map_or(0, |last| last + 1);
-            contents[..trimmed_len].to_vec()
+            line[..end].to_vec()
+        })
+        .filter(|key| !key.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return Err(format!("{} holds no key", path.display()));
+    }
+    Ok(keys)
+}
+
+fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
+    let (secret, additional_secrets, jwt_secret_file) = match (raw.jwt_secret, raw.jwt_secret_file)
+    {
+        (Some(secret), None) => (secret.into_bytes(), Vec::new(), None),
+        (None, Some(path)) => {
+            let mut keys = read_secret_file(&path)
+                .map_err(|message| ConfigError::invalid("auth.jwt_secret_file", message))?
+                .into_iter();
+            let first = keys.next().unwrap_or_default();
+            (first, keys.collect(), Some(path))
         }
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
@@ -788,7 +812,7 @@ fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
                 "set either auth.jwt_secret or auth.jwt_secret_file, not both",
             ))
         }
-        (None, None) => Vec::new(),
+        (None, None) => (Vec::new(), Vec::new(), None),
     };
     if secret.is_empty() {
         return Err(ConfigError::invalid(
@@ -840,6 +864,8 @@ fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
     }
     Ok(AuthSettings {
         extra_headers,
+        additional_secrets,
+        jwt_secret_file,
         jwt_secret: secret,
         tenant_claim,
         audience: raw.audience.0,
@@ -1242,6 +1268,34 @@ mod tests {
         assert!(grpc.starts_with("tracing.protocol: "), "{grpc}");
         let ratio = error_of(Some("[tracing]\nsample_ratio = 2.0\n"), MINIMAL);
         assert!(ratio.starts_with("tracing.sample_ratio: "), "{ratio}");
+    }
+
+    #[test]
+    fn secret_files_hold_one_key_per_line_first_signs() {
+        let file = write_file("new-key\n\nold-key  \r\n");
+        let mut vars = env(&MINIMAL[..2]);
+        vars.push((
+            "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE".into(),
+            file.0.display().to_string(),
+        ));
+        let settings = Settings::load(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(settings.auth.jwt_secret, b"new-key");
+        assert_eq!(settings.auth.additional_secrets, [b"old-key".to_vec()]);
+        assert_eq!(
+            settings.auth.jwt_secret_file.as_deref(),
+            Some(file.0.as_path())
+        );
+
+        let empty = write_file("\n  \n");
+        let mut vars = env(&MINIMAL[..2]);
+        vars.push((
+            "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE".into(),
+            empty.0.display().to_string(),
+        ));
+        let error = Settings::load(None, vars, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("auth.jwt_secret_file: "), "{error}");
     }
 
     #[test]

@@ -194,8 +194,8 @@ impl Gateway {
         };
         let server = server.run();
         tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
-        if let Some(certificate) = certificate {
-            actix_web::rt::spawn(reload_certificates(certificate));
+        if certificate.is_some() || self.authenticator.has_key_file() {
+            actix_web::rt::spawn(reload_on_change(certificate, self.authenticator.clone()));
         }
         let mut terminate = actix_web::rt::signal::unix::signal(
             actix_web::rt::signal::unix::SignalKind::terminate(),
@@ -231,13 +231,19 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Reloads the listener certificate on SIGHUP, and when its files change
-/// (checked every few seconds, for mounted Secrets that update in place).
-async fn reload_certificates(certificate: Arc<tls::ReloadingCertificate>) {
+/// Reloads the listener certificate and the JWT key file on SIGHUP, and
+/// when their files change (checked every few seconds, for mounted Secrets
+/// that Kubernetes updates in place).
+async fn reload_on_change(
+    certificate: Option<Arc<tls::ReloadingCertificate>>,
+    authenticator: web::Data<Authenticator>,
+) {
     let Ok(mut hangup) =
         actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())
     else {
-        tracing::warn!("cannot listen for SIGHUP; certificates reload on file change only");
+        tracing::warn!(
+            "cannot listen for SIGHUP; certificates and keys reload on file change only"
+        );
         return;
     };
     let mut poll = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
@@ -247,7 +253,10 @@ async fn reload_certificates(certificate: Arc<tls::ReloadingCertificate>) {
             Either::Left(_) => true,
             Either::Right(_) => false,
         };
-        certificate.reload(force);
+        if let Some(certificate) = &certificate {
+            certificate.reload(force);
+        }
+        authenticator.reload_keys(force);
     }
 }
 

@@ -210,3 +210,85 @@ async fn two_authorization_headers_are_refused() {
     assert_eq!(response.status, 401);
     assert!(upstream.requests().is_empty());
 }
+
+#[actix_rt::test]
+async fn keys_rotate_from_the_secret_file_without_a_restart() {
+    let upstream = Upstream::start("q");
+    let path = std::env::temp_dir().join(format!("cortex-gateway-keys-{}", std::process::id()));
+    let write = |contents: &str| {
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, contents).unwrap();
+        std::fs::rename(&temporary, &path).unwrap();
+    };
+    write("key-a-0123456789abcdef0123456789\n");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .secret_file(&path)
+        .start();
+    let claims = json!({"tenant_id": "rotating"});
+    let token_a = token_with(
+        Algorithm::HS256,
+        claims.clone(),
+        b"key-a-0123456789abcdef0123456789",
+    );
+    let token_b = token_with(
+        Algorithm::HS256,
+        claims,
+        b"key-b-0123456789abcdef0123456789",
+    );
+    let status = |token: String| {
+        let url = gateway.url("/api/v1/labels");
+        async move {
+            client()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let eventually = |token: String, want: u16| {
+        let status = &status;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let got = status(token.clone()).await;
+                if got == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still {got}, want {want}"
+                );
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(status(token_a.clone()).await, 200);
+    assert_eq!(status(token_b.clone()).await, 401);
+
+    // Add the new key first: both are accepted during the rollout.
+    write("key-b-0123456789abcdef0123456789\nkey-a-0123456789abcdef0123456789\n");
+    gateway.signal("HUP");
+    eventually(token_b.clone(), 200).await;
+    assert_eq!(status(token_a.clone()).await, 200);
+
+    // Drop the old key: its tokens stop working at once, cache or not.
+    write("key-b-0123456789abcdef0123456789\n");
+    gateway.signal("HUP");
+    eventually(token_a.clone(), 401).await;
+    assert_eq!(status(token_b.clone()).await, 200);
+
+    // A broken file is refused and the keys in use stay.
+    write("\n");
+    gateway.signal("HUP");
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status(token_b).await, 200);
+    assert!(gateway.logs().contains("JWT key reload failed"));
+    assert!(
+        !gateway.logs().contains("key-b-0123456789"),
+        "keys never reach the log"
+    );
+    let _ = std::fs::remove_file(&path);
+}

@@ -19,6 +19,8 @@ fn settings() -> AuthSettings {
         algorithms: HMAC_ALGORITHMS.to_vec(),
         leeway: Duration::from_secs(0),
         extra_headers: Vec::new(),
+        additional_secrets: Vec::new(),
+        jwt_secret_file: None,
     }
 }
 

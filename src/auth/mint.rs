@@ -68,6 +68,8 @@ mod tests {
             algorithms: vec![Algorithm::HS256, Algorithm::HS512],
             leeway: Duration::from_secs(0),
             extra_headers: Vec::new(),
+            additional_secrets: Vec::new(),
+            jwt_secret_file: None,
         }
     }
 

@@ -10,6 +10,9 @@ mod mint;
 use std::collections::HashSet;
 
 use std::future::{ready, Ready};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
@@ -121,7 +124,7 @@ impl Tenant {
     }
 }
 
-static NEXT_AUTHENTICATOR_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NEXT_KEY_SET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The auth extractor: a handler that takes a `Tenant` argument only runs for
 /// requests with a valid token. Failures are logged (reason and client
@@ -154,13 +157,42 @@ impl FromRequest for Tenant {
 /// Verifies tokens against the configured secret and claim rules. Built once
 /// at start-up and shared read-only by every worker.
 pub struct Authenticator {
-    key: DecodingKey,
+    keys: RwLock<Arc<KeySet>>,
+    /// The secret file and the modification time of the keys in use.
+    secret_file: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
     validation: Validation,
     tenant_claim: String,
     extra_headers: Vec<HeaderName>,
     metrics: Option<AuthMetrics>,
-    /// Distinguishes this authenticator's entries in the per-thread cache.
+}
+
+/// The keys accepted at one time. A new set (after a reload) gets a new id,
+/// so tokens verified with the old keys are not served from the cache.
+struct KeySet {
     id: u64,
+    keys: Vec<DecodingKey>,
+}
+
+impl KeySet {
+    fn new(secrets: &[Vec<u8>]) -> Result<Self, ConfigError> {
+        let keys = secrets
+            .iter()
+            .map(|secret| {
+                DecodingKey::from_secret(secret).map_err(|_| ConfigError::Invalid {
+                    key: "auth.jwt_secret".to_owned(),
+                    message: "is not usable as an HMAC key".to_owned(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            id: NEXT_KEY_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            keys,
+        })
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl Authenticator {
@@ -190,19 +222,68 @@ impl Authenticator {
             validation.set_audience(&settings.audience);
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        let key =
-            DecodingKey::from_secret(&settings.jwt_secret).map_err(|_| ConfigError::Invalid {
-                key: "auth.jwt_secret".to_owned(),
-                message: "is not usable as an HMAC key".to_owned(),
-            })?;
+        let mut secrets = vec![settings.jwt_secret.clone()];
+        secrets.extend(settings.additional_secrets.iter().cloned());
         Ok(Self {
-            key,
+            keys: RwLock::new(Arc::new(KeySet::new(&secrets)?)),
+            secret_file: settings.jwt_secret_file.clone().map(|path| {
+                let stamp = modified(&path);
+                (path, Mutex::new(stamp))
+            }),
             validation,
             tenant_claim: settings.tenant_claim.clone(),
             extra_headers: settings.extra_headers.clone(),
             metrics: None,
-            id: NEXT_AUTHENTICATOR_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
+    }
+
+    /// Re-reads `auth.jwt_secret_file` when it changed (or always, with
+    /// `force`), so keys rotate without a restart: add the new key as the
+    /// first line, hand out new tokens, then drop the old line. A file that
+    /// cannot be read or holds no key is logged and the keys in use stay.
+    /// Returns whether new keys are now in use.
+    pub fn reload_keys(&self, force: bool) -> bool {
+        let Some((path, stamp)) = &self.secret_file else {
+            return false;
+        };
+        let current = modified(path);
+        let Ok(mut stamp) = stamp.lock() else {
+            return false;
+        };
+        if *stamp == current && !force {
+            return false;
+        }
+        let loaded = crate::config::read_secret_file(path).and_then(|secrets| {
+            KeySet::new(&secrets)
+                .map(|set| (set, secrets.len()))
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok((set, count)) => {
+                if let Ok(mut keys) = self.keys.write() {
+                    *keys = Arc::new(set);
+                }
+                *stamp = current;
+                tracing::info!(keys = count, file = %path.display(), "JWT keys reloaded");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "JWT key reload failed; keeping the keys in use");
+                false
+            }
+        }
+    }
+
+    /// Whether keys come from a file that can be reloaded.
+    pub fn has_key_file(&self) -> bool {
+        self.secret_file.is_some()
+    }
+
+    fn key_set(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Finds and verifies the request's token.
@@ -228,10 +309,11 @@ impl Authenticator {
 
     fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(hit) = cache::get(self.id, token, now) {
+        let key_set = self.key_set();
+        if let Some(hit) = cache::get(key_set.id, token, now) {
             return Ok(hit);
         }
-        let (tenant, claims) = self.verify_claims(token)?;
+        let (tenant, claims) = self.verify_with(&key_set, token)?;
         let leeway = self.validation.leeway;
         let claim = |name: &str| claims.0.get(name).and_then(serde_json::Value::as_u64);
         let verified = cache::Verified {
@@ -243,29 +325,44 @@ impl Authenticator {
             valid_from: claim("nbf").map_or(0, |nbf| nbf.saturating_sub(leeway)),
             valid_until: claim("exp").map_or(u64::MAX, |exp| exp.saturating_add(leeway)),
         };
-        cache::insert(self.id, token, verified.clone());
+        cache::insert(key_set.id, token, verified.clone());
         Ok(verified)
     }
 
     /// Verifies one token and applies the claim rules.
     pub fn verify(&self, token: &str) -> Result<Tenant, AuthError> {
-        self.verify_claims(token).map(|(tenant, _)| tenant)
+        self.verify_with(&self.key_set(), token)
+            .map(|(tenant, _)| tenant)
     }
 
-    fn verify_claims(&self, token: &str) -> Result<(Tenant, claims::Claims), AuthError> {
+    fn verify_with(
+        &self,
+        key_set: &KeySet,
+        token: &str,
+    ) -> Result<(Tenant, claims::Claims), AuthError> {
         if token.len() > extract::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));
         }
         if token.bytes().filter(|&b| b == b'.').count() != 2 {
             return Err(AuthError::Malformed("not three dot-separated parts"));
         }
-        let data = jsonwebtoken::decode::<claims::Claims>(token, &self.key, &self.validation)
-            .map_err(|error| match error.kind() {
-                // jsonwebtoken cannot even parse a header naming an algorithm
-                // it does not know (`none`, `foo`): report that as what it is.
-                ErrorKind::Json(_) if names_unknown_algorithm(token) => AuthError::Algorithm,
-                _ => AuthError::from(error),
-            })?;
+        let mut outcome = None;
+        for key in &key_set.keys {
+            let attempt = jsonwebtoken::decode::<claims::Claims>(token, key, &self.validation);
+            // Only a signature mismatch is worth trying the next key for.
+            let next = matches!(&attempt, Err(e) if *e.kind() == ErrorKind::InvalidSignature);
+            outcome = Some(attempt);
+            if !next {
+                break;
+            }
+        }
+        let outcome = outcome.ok_or(AuthError::BadSignature)?;
+        let data = outcome.map_err(|error| match error.kind() {
+            // jsonwebtoken cannot even parse a header naming an algorithm
+            // it does not know (`none`, `foo`): report that as what it is.
+            ErrorKind::Json(_) if names_unknown_algorithm(token) => AuthError::Algorithm,
+            _ => AuthError::from(error),
+        })?;
         let tenant = data.claims.tenant(&self.tenant_claim)?;
         let tenant = HeaderValue::from_str(tenant)
             .map(Tenant)
@@ -308,6 +405,8 @@ mod tests {
             algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
             leeway: Duration::from_secs(5),
             extra_headers: Vec::new(),
+            additional_secrets: Vec::new(),
+            jwt_secret_file: None,
         }
     }
 
@@ -427,29 +526,55 @@ mod tests {
         let first = auth.verify_cached(&token).unwrap();
         assert_eq!((first.valid_until, first.tenant.as_str()), (exp, "t"));
         assert!(
-            cache::get(auth.id, &token, now()).is_some(),
+            cache::get(auth.key_set().id, &token, now()).is_some(),
             "cached while valid"
         );
         assert!(
-            cache::get(auth.id, &token, exp + 1).is_none(),
+            cache::get(auth.key_set().id, &token, exp + 1).is_none(),
             "expired entries are not served"
         );
         assert!(
-            cache::get(auth.id, &token, exp - 1).is_none(),
+            cache::get(auth.key_set().id, &token, exp - 1).is_none(),
             "and were evicted"
         );
 
         let other = Authenticator::new(&settings(&[])).unwrap();
         assert!(
-            cache::get(other.id, &token, now()).is_none(),
+            cache::get(other.key_set().id, &token, now()).is_none(),
             "entries belong to one authenticator"
         );
         let forged = sign(Algorithm::HS256, json!({"tenant_id": "t"}), b"wrong");
         assert!(auth.verify_cached(&forged).is_err());
         assert!(
-            cache::get(auth.id, &forged, now()).is_none(),
+            cache::get(auth.key_set().id, &forged, now()).is_none(),
             "failures are never cached"
         );
+    }
+
+    #[test]
+    fn every_configured_key_verifies_and_the_first_signs() {
+        let mut rotating = settings(&[]);
+        rotating.additional_secrets = vec![b"old-key-still-accepted".to_vec()];
+        let auth = Authenticator::new(&rotating).unwrap();
+        let old = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "old"}),
+            b"old-key-still-accepted",
+        );
+        let new = sign(Algorithm::HS256, json!({"tenant_id": "new"}), SECRET);
+        assert_eq!(auth.verify(&old).unwrap().as_str(), "old");
+        assert_eq!(auth.verify(&new).unwrap().as_str(), "new");
+        let stranger = sign(Algorithm::HS256, json!({"tenant_id": "x"}), b"unknown");
+        assert!(matches!(
+            auth.verify(&stranger),
+            Err(AuthError::BadSignature)
+        ));
+        let expired = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "x", "exp": 1}),
+            SECRET,
+        );
+        assert!(matches!(auth.verify(&expired), Err(AuthError::Expired)));
     }
 
     #[test]

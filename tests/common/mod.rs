@@ -295,6 +295,17 @@ impl GatewayBuilder {
         }
     }
 
+    /// Keys from `path` (`auth.jwt_secret_file`) instead of the test secret.
+    pub fn secret_file(mut self, path: &std::path::Path) -> Self {
+        self.env
+            .retain(|(key, _)| key != "CORTEX_GATEWAY__AUTH__JWT_SECRET");
+        self.env.push((
+            "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE".into(),
+            path.display().to_string(),
+        ));
+        self
+    }
+
     /// The gateway serves TLS: readiness is checked by connecting only.
     pub fn https(mut self) -> Self {
         self.https = true;
