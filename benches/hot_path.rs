@@ -25,6 +25,8 @@ fn settings() -> AuthSettings {
         algorithms: HMAC_ALGORITHMS.to_vec(),
         leeway: Duration::from_secs(60),
         extra_headers: Vec::new(),
+        additional_secrets: Vec::new(),
+        jwt_secret_file: None,
     }
 }
 

@@ -51,7 +51,7 @@ const NOT_FORWARDED: [HeaderName; 11] = [
     header::HOST,
 ];
 
-/// Why forwarding failed; each maps to 502 or 504.
+/// Why forwarding failed: the upstream (502, 504) or the request body (400, 413).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("upstream {upstream} is unreachable")]

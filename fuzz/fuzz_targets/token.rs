@@ -19,6 +19,8 @@ fuzz_target!(|data: &[u8]| {
         algorithms: HMAC_ALGORITHMS.to_vec(),
         leeway: Duration::from_secs(60),
         extra_headers: Vec::new(),
+        additional_secrets: Vec::new(),
+        jwt_secret_file: None,
     };
     let authenticator = Authenticator::new(&settings).unwrap();
     assert!(authenticator.verify(token).is_err(), "an unsigned input was accepted");
