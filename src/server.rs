@@ -192,17 +192,24 @@ impl Gateway {
                 None
             }
         };
-        let server = server.run();
-        tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
-        if certificate.is_some() || self.authenticator.has_key_file() {
-            actix_web::rt::spawn(reload_on_change(certificate, self.authenticator.clone()));
-        }
+        // Signal handlers exist before the listener accepts: a signal that
+        // arrives early must not hit the default action (terminate).
         let mut terminate = actix_web::rt::signal::unix::signal(
             actix_web::rt::signal::unix::SignalKind::terminate(),
         )?;
         let mut interrupt = actix_web::rt::signal::unix::signal(
             actix_web::rt::signal::unix::SignalKind::interrupt(),
         )?;
+        // SIGHUP reloads, never terminates, even with nothing to reload.
+        let hangup =
+            actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())?;
+        let server = server.run();
+        tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
+        actix_web::rt::spawn(reload_on_change(
+            hangup,
+            certificate,
+            self.authenticator.clone(),
+        ));
         let handle: ServerHandle = server.handle();
         actix_web::rt::spawn(async move {
             let signal = tokio_select(terminate.recv(), interrupt.recv()).await;
@@ -235,17 +242,10 @@ impl Drop for ConnectionGuard {
 /// when their files change (checked every few seconds, for mounted Secrets
 /// that Kubernetes updates in place).
 async fn reload_on_change(
+    mut hangup: actix_web::rt::signal::unix::Signal,
     certificate: Option<Arc<tls::ReloadingCertificate>>,
     authenticator: web::Data<Authenticator>,
 ) {
-    let Ok(mut hangup) =
-        actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())
-    else {
-        tracing::warn!(
-            "cannot listen for SIGHUP; certificates and keys reload on file change only"
-        );
-        return;
-    };
     let mut poll = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
     loop {
         use futures_util::future::{select, Either};

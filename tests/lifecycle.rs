@@ -107,3 +107,16 @@ fn sigterm_fails_readiness_drains_in_flight_requests_and_exits_zero() {
 fn sigint_does_the_same() {
     drains_on("INT");
 }
+
+#[test]
+fn sighup_without_anything_to_reload_does_not_stop_the_gateway() {
+    let upstream = Upstream::start("q");
+    let mut gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    gateway.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        gateway.wait_exit(Duration::from_millis(100)).is_none(),
+        "SIGHUP ended the process"
+    );
+    assert_eq!(get(&gateway, "/health").status, 200);
+}

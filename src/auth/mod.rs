@@ -274,11 +274,6 @@ impl Authenticator {
         }
     }
 
-    /// Whether keys come from a file that can be reloaded.
-    pub fn has_key_file(&self) -> bool {
-        self.secret_file.is_some()
-    }
-
     fn key_set(&self) -> Arc<KeySet> {
         match self.keys.read() {
             Ok(keys) => keys.clone(),
