@@ -154,34 +154,39 @@ fn hostile_credentials_are_refused_without_reaching_the_upstream() {
     assert_eq!(get_health(&gateway), 200);
 }
 
-/// An upstream that answers every connection with the same raw bytes and
-/// then closes it.
-fn misbehaving_upstream(answer: &'static [u8]) -> String {
+/// A raw TCP upstream: `serve` handles each connection, on its own thread.
+fn raw_upstream(serve: fn(std::net::TcpStream)) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 65536];
-                let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
-                let _ = stream.read(&mut buffer);
-                let _ = stream.write_all(answer);
-            });
+        for stream in listener.incoming().take(50).flatten() {
+            std::thread::spawn(move || serve(stream));
         }
     });
     format!("http://{addr}")
 }
 
+/// Reads what the gateway sent (at most 64 KiB, 300 ms), then writes `answer`
+/// and closes.
+fn answer_once(mut stream: std::net::TcpStream, answer: &[u8]) {
+    let mut buffer = [0u8; 65536];
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+    let _ = stream.read(&mut buffer);
+    let _ = stream.write_all(answer);
+}
+
 #[actix_rt::test]
 async fn broken_upstreams_give_502_and_the_next_request_works() {
     let healthy = Upstream::start("q");
-    for (what, answer) in [
-        ("garbage", &b"this is not HTTP\r\n\r\n"[..]),
-        ("closes without answering", &b""[..]),
-        ("bad status line", &b"HTTP/1.1 abc OK\r\n\r\n"[..]),
-    ] {
-        let broken = misbehaving_upstream(answer);
+    let upstreams: [(&str, fn(std::net::TcpStream)); 3] = [
+        ("garbage", |s| answer_once(s, b"this is not HTTP\r\n\r\n")),
+        ("closes without answering", |s| answer_once(s, b"")),
+        ("bad status line", |s| {
+            answer_once(s, b"HTTP/1.1 abc OK\r\n\r\n")
+        }),
+    ];
+    for (what, serve) in upstreams {
+        let broken = raw_upstream(serve);
         let gateway = GatewayBuilder::new(&broken, &healthy.url()).start();
         for _ in 0..2 {
             let response = client()
@@ -204,9 +209,12 @@ async fn broken_upstreams_give_502_and_the_next_request_works() {
 
 #[test]
 fn a_response_cut_mid_body_is_cut_for_the_client_not_padded() {
-    let broken = misbehaving_upstream(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly-twenty-bytes...",
-    );
+    let broken = raw_upstream(|s| {
+        answer_once(
+            s,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly-twenty-bytes...",
+        )
+    });
     let healthy = Upstream::start("d");
     let gateway = GatewayBuilder::new(&healthy.url(), &broken).start();
     // The head may or may not have left before the upstream broke; either
@@ -352,30 +360,20 @@ async fn a_client_leaving_mid_download_releases_the_upstream_request() {
     );
 }
 
-/// An upstream that answers each request on a connection with 200 and then
-/// closes the (idle, pooled) connection after `idle_close`.
-fn closing_upstream(idle_close: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(50) {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buffer = [0u8; 65536];
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                if matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
-                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                    std::thread::sleep(idle_close);
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
+/// Answers one request with 200 and closes the (then idle, pooled)
+/// connection a little later, as upstreams with short idle timeouts do.
+fn answer_then_close_when_idle(mut stream: std::net::TcpStream) {
+    let mut buffer = [0u8; 65536];
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if matches!(stream.read(&mut buffer), Ok(n) if n > 0) {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[actix_rt::test]
 async fn an_upstream_closing_idle_pooled_connections_does_not_fail_the_next_request() {
-    let upstream = closing_upstream(Duration::from_millis(200));
+    let upstream = raw_upstream(answer_then_close_when_idle);
     let gateway = GatewayBuilder::new(&upstream, &upstream).start();
     for round in 0..3 {
         let mut response = client()
