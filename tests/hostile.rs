@@ -154,8 +154,11 @@ fn hostile_credentials_are_refused_without_reaching_the_upstream() {
     assert_eq!(get_health(&gateway), 200);
 }
 
+/// How a raw upstream handles one connection.
+type Serve = fn(std::net::TcpStream);
+
 /// A raw TCP upstream: `serve` handles each connection, on its own thread.
-fn raw_upstream(serve: fn(std::net::TcpStream)) -> String {
+fn raw_upstream(serve: Serve) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -178,7 +181,7 @@ fn answer_once(mut stream: std::net::TcpStream, answer: &[u8]) {
 #[actix_rt::test]
 async fn broken_upstreams_give_502_and_the_next_request_works() {
     let healthy = Upstream::start("q");
-    let upstreams: [(&str, fn(std::net::TcpStream)); 3] = [
+    let upstreams: [(&str, Serve); 3] = [
         ("garbage", |s| answer_once(s, b"this is not HTTP\r\n\r\n")),
         ("closes without answering", |s| answer_once(s, b"")),
         ("bad status line", |s| {
