@@ -6,6 +6,7 @@
 //! grow with a body's size and `Content-Encoding: snappy` bytes arrive as sent.
 
 use std::cell::Cell;
+use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -258,24 +259,12 @@ impl Forwarder {
                 status: status.as_u16(),
                 tenant: tenant.as_str().to_owned(),
                 trace_id: trace_id(req),
-                started: req_started(req),
+                started,
             }),
         };
         Ok(stream_back(upstream_response, completion))
     }
 }
-
-/// When the request began, for the access log: recorded by the server's
-/// timing middleware, or now when it is absent.
-fn req_started(req: &HttpRequest) -> Instant {
-    req.extensions()
-        .get::<RequestStart>()
-        .map_or_else(Instant::now, |start| start.0)
-}
-
-/// Set by the server when a request arrives.
-#[derive(Clone, Copy)]
-pub struct RequestStart(pub Instant);
 
 /// The trace id for log lines: our span's when traces are exported,
 /// otherwise the one the client sent in `traceparent`.
@@ -493,7 +482,8 @@ fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, credential_heade
         }
     }
     if let Some(peer) = req.peer_addr() {
-        forwarded_for.push_str(&peer.ip().to_string());
+        // Written in place: no second allocation for the address.
+        let _ = write!(forwarded_for, "{}", peer.ip());
     }
     let forwarded_for = forwarded_for.trim_end_matches(", ");
     if let Ok(value) = HeaderValue::from_str(forwarded_for) {

@@ -11,7 +11,6 @@ use actix_web::body::MessageBody;
 use actix_web::dev::ServerHandle;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Condition;
-use actix_web::HttpMessage;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
@@ -20,7 +19,7 @@ use crate::auth::{Authenticator, Tenant};
 use crate::config::{ConfigError, Settings};
 use crate::error::GatewayError;
 use crate::metrics::{route_label, Metrics};
-use crate::proxy::{self, Forwarder, ProxyError, Target};
+use crate::proxy::{Forwarder, ProxyError, Target};
 use crate::routes::{self, RouteError};
 use crate::tls;
 
@@ -330,7 +329,6 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
     let started = std::time::Instant::now();
-    req.extensions_mut().insert(proxy::RequestStart(started));
     let response = service.call(req);
     async move {
         let response = response.await?;

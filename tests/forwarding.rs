@@ -215,6 +215,34 @@ async fn chunked_request_bodies_stream_through() {
 }
 
 #[actix_rt::test]
+async fn ruler_and_alertmanager_routes_fall_back_to_the_query_frontend() {
+    let distributor = Upstream::start("distributor");
+    let query_frontend = Upstream::start("query-frontend");
+    let gateway = GatewayBuilder::new(&distributor.url(), &query_frontend.url()).start();
+    for path in [
+        "/prometheus/api/v1/rules",
+        "/api/prom/rules/ns",
+        "/alertmanager/api/v2/status",
+        "/api/v1/alerts",
+        "/multitenant_alertmanager/status",
+    ] {
+        let response = client()
+            .get(gateway.url(path))
+            .insert_header(auth())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.headers().get("x-upstream-name").unwrap(),
+            "query-frontend",
+            "{path}"
+        );
+    }
+    assert!(distributor.requests().is_empty());
+}
+
+#[actix_rt::test]
 async fn routes_send_each_path_to_its_upstream() {
     let distributor = Upstream::start("distributor");
     let query_frontend = Upstream::start("query-frontend");

@@ -255,48 +255,42 @@ async fn metrics_carry_every_series_with_its_labels() {
     let value = |name: &str, labels: &[(&str, &str)]| {
         sample(&samples, name, labels).unwrap_or_else(|| panic!("missing {name}{labels:?}"))
     };
-    assert_eq!(
-        value(
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+    let expected: [Expected; 6] = [
+        (
             "cortex_gateway_proxy_requests_total",
-            &[("targetname", "distributor")]
+            &[("targetname", "distributor")],
+            2.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        value(
+        (
             "cortex_gateway_proxy_requests_total",
-            &[("targetname", "query_frontend")]
+            &[("targetname", "query_frontend")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        value(
+        (
             "cortex_gateway_succeeded_authentications_total",
-            &[("tenant", "team-a")]
+            &[("tenant", "team-a")],
+            3.0,
         ),
-        3.0
-    );
-    assert_eq!(
-        value(
+        (
             "cortex_gateway_failed_authentications_total",
-            &[("reason", "malformed")]
+            &[("reason", "malformed")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        value(
+        (
             "cortex_gateway_failed_authentications_total",
-            &[("reason", "no_token")]
+            &[("reason", "no_token")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        value(
+        (
             "cortex_gateway_failed_authentications_total",
-            &[("reason", "expired")]
+            &[("reason", "expired")],
+            0.0,
         ),
-        0.0
-    );
+    ];
+    for (name, labels, want) in expected {
+        assert_eq!(value(name, labels), want, "{name}{labels:?}");
+    }
     let go_histogram = [
         ("method", "POST"),
         ("route", "api_v1_push"),
