@@ -112,6 +112,11 @@ pub struct ServerSettings {
     pub http_read_timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.
     pub max_request_body_size: u64,
+    /// Largest request head (request line and header fields), in bytes;
+    /// larger ones get 431.
+    pub max_request_header_size: usize,
+    /// Most header fields in one request; more get 431.
+    pub max_request_headers: usize,
     /// Most simultaneous client connections; 0 means unlimited.
     pub http_conn_limit: usize,
     /// Serve HTTPS instead of HTTP when set.
@@ -307,6 +312,8 @@ struct RawServer {
     shutdown_delay: String,
     http_read_timeout: String,
     max_request_body_size: u64,
+    max_request_header_size: usize,
+    max_request_headers: usize,
     http_conn_limit: usize,
     http_tls_cert_path: Option<PathBuf>,
     http_tls_key_path: Option<PathBuf>,
@@ -324,6 +331,8 @@ impl Default for RawServer {
             shutdown_delay: "0s".to_owned(),
             http_read_timeout: "30s".to_owned(),
             max_request_body_size: 64 * 1024 * 1024,
+            max_request_header_size: 64 * 1024,
+            max_request_headers: 64,
             http_conn_limit: 0,
             http_tls_cert_path: None,
             http_tls_key_path: None,
@@ -558,6 +567,33 @@ fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     duration::parse(text).map_err(|message| ConfigError::invalid(key, message))
 }
 
+/// Bounds of `server.max_request_header_size`. actix-http refuses request
+/// heads over 128 KiB (431) before the gateway sees them, so a larger
+/// setting would promise what the server cannot do.
+const HEAD_SIZE_RANGE: std::ops::RangeInclusive<usize> = 1024..=128 * 1024;
+
+/// Bounds of `server.max_request_headers`: actix-http parses at most 96.
+const HEADER_COUNT_RANGE: std::ops::RangeInclusive<usize> = 8..=96;
+
+fn within(
+    key: &str,
+    value: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!(
+                "{value} is out of range: it must be between {} and {} (actix-http's own ceiling)",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 fn is_upstream_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -580,6 +616,16 @@ impl RawSettings {
                 &self.server.http_read_timeout,
             )?,
             max_request_body_size: self.server.max_request_body_size,
+            max_request_header_size: within(
+                "server.max_request_header_size",
+                self.server.max_request_header_size,
+                HEAD_SIZE_RANGE,
+            )?,
+            max_request_headers: within(
+                "server.max_request_headers",
+                self.server.max_request_headers,
+                HEADER_COUNT_RANGE,
+            )?,
             http_conn_limit: self.server.http_conn_limit,
             tls: validate_server_tls(
                 self.server.http_tls_cert_path,
@@ -897,6 +943,8 @@ struct EffectiveServer<'a> {
     shutdown_delay: String,
     http_read_timeout: String,
     max_request_body_size: u64,
+    max_request_header_size: usize,
+    max_request_headers: usize,
     http_conn_limit: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     http_tls_cert_path: Option<&'a Path>,
@@ -960,6 +1008,8 @@ impl Settings {
                 shutdown_delay: duration::format(self.server.shutdown_delay),
                 http_read_timeout: duration::format(self.server.http_read_timeout),
                 max_request_body_size: self.server.max_request_body_size,
+                max_request_header_size: self.server.max_request_header_size,
+                max_request_headers: self.server.max_request_headers,
                 http_conn_limit: self.server.http_conn_limit,
                 http_tls_cert_path: self.server.tls.as_ref().map(|t| t.cert_path.as_path()),
                 http_tls_key_path: self.server.tls.as_ref().map(|t| t.key_path.as_path()),
@@ -1296,6 +1346,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.starts_with("auth.jwt_secret_file: "), "{error}");
+    }
+
+    #[test]
+    fn head_limits_default_and_stay_within_what_actix_can_enforce() {
+        let settings = Settings::load(None, env(MINIMAL), &Overrides::default()).unwrap();
+        assert_eq!(settings.server.max_request_header_size, 65536);
+        assert_eq!(settings.server.max_request_headers, 64);
+
+        let file = "[server]\nmax_request_header_size = 131072\nmax_request_headers = 96\n";
+        let file = write_file(file);
+        let settings = Settings::load(Some(&file.0), env(MINIMAL), &Overrides::default()).unwrap();
+        assert_eq!(settings.server.max_request_header_size, 131072);
+        assert_eq!(settings.server.max_request_headers, 96);
+
+        let too_big = error_of(
+            Some("[server]\nmax_request_header_size = 131073\n"),
+            MINIMAL,
+        );
+        assert!(
+            too_big.starts_with("server.max_request_header_size: 131073 is out of range"),
+            "{too_big}"
+        );
+        let too_many = error_of(Some("[server]\nmax_request_headers = 97\n"), MINIMAL);
+        assert!(
+            too_many.starts_with("server.max_request_headers: 97 is out of range"),
+            "{too_many}"
+        );
+        let too_few = error_of(Some("[server]\nmax_request_headers = 0\n"), MINIMAL);
+        assert!(
+            too_few.starts_with("server.max_request_headers: "),
+            "{too_few}"
+        );
     }
 
     #[test]

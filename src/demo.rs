@@ -90,8 +90,14 @@ pub fn run(port: u16) -> Result<(), DemoError> {
             algorithm: jsonwebtoken::Algorithm::HS256,
         },
     )?;
-    crate::telemetry::init(&settings.log, &settings.tracing).map_err(io::Error::other)?;
-    let gateway = Gateway::new(settings, false)?;
+    let metrics = crate::metrics::Metrics::new(settings.metrics.per_tenant);
+    crate::telemetry::init(
+        &settings.log,
+        &settings.tracing,
+        crate::limits::EarlyRejections::new(&metrics),
+    )
+    .map_err(io::Error::other)?;
+    let gateway = Gateway::new(settings, metrics, false)?;
 
     println!(
         "cortex-gateway demo: gateway on http://127.0.0.1:{port}, echo upstream on {upstream}"

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
+use crate::limits::LimitError;
 use crate::proxy::ProxyError;
 use crate::routes::RouteError;
 
@@ -21,6 +22,8 @@ pub enum GatewayError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// The gateway cannot decide right now; the client should retry.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -33,6 +36,7 @@ impl ResponseError for GatewayError {
             GatewayError::Route(RouteError::NotCanonical(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
             GatewayError::Proxy(error) => error.status_code(),
+            GatewayError::Limit(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod duration;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

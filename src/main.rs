@@ -7,6 +7,8 @@ use anyhow::Context;
 use cortex_gateway::auth::mint_token;
 use cortex_gateway::cli::{self, Command};
 use cortex_gateway::config::Settings;
+use cortex_gateway::limits::EarlyRejections;
+use cortex_gateway::metrics::Metrics;
 use cortex_gateway::server::Gateway;
 use cortex_gateway::telemetry;
 
@@ -59,7 +61,12 @@ fn main() -> ExitCode {
 const SHIPPED_EXAMPLE_SECRET: &[u8] = b"change-me-this-is-only-for-local-testing";
 
 fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
-    let telemetry = telemetry::init(&settings.log, &settings.tracing)?;
+    let metrics = Metrics::new(settings.metrics.per_tenant);
+    let telemetry = telemetry::init(
+        &settings.log,
+        &settings.tracing,
+        EarlyRejections::new(&metrics),
+    )?;
     for flag in ignored_flags {
         tracing::warn!(flag, "ignoring a Go gateway flag that has no effect here");
     }
@@ -70,7 +77,7 @@ fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
             "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
         );
     }
-    let gateway = Gateway::new(settings, telemetry.exports_traces())?;
+    let gateway = Gateway::new(settings, metrics, telemetry.exports_traces())?;
     actix_web::rt::System::new()
         .block_on(gateway.serve())
         .context("server failed")

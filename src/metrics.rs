@@ -144,6 +144,7 @@ pub struct Metrics {
     upstream_duration: HistogramVec,
     request_duration: HistogramVec,
     open_connections: IntGauge,
+    connection_limit_reached: IntCounter,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -158,8 +159,22 @@ fn opts(name: &str, help: &str) -> Opts {
 }
 
 impl Metrics {
+    /// `server.max_request_body_size`, answered 413.
+    pub const BODY_TOO_LARGE: &'static str = "body_too_large";
+    /// `server.max_request_header_size` or actix-http's 128 KiB/96-field
+    /// ceiling, answered 431.
+    pub const HEADER_TOO_LARGE: &'static str = "header_too_large";
+    /// `server.max_request_headers`, answered 431.
+    pub const TOO_MANY_HEADERS: &'static str = "too_many_headers";
+    /// `server.http_read_timeout` passed before the head was complete: 408.
+    pub const READ_TIMEOUT: &'static str = "read_timeout";
     /// The limits counted in `cortex_gateway_rejected_requests_total`.
-    pub const LIMITS: [&'static str; 1] = ["body_too_large"];
+    pub const LIMITS: [&'static str; 4] = [
+        Self::BODY_TOO_LARGE,
+        Self::HEADER_TOO_LARGE,
+        Self::TOO_MANY_HEADERS,
+        Self::READ_TIMEOUT,
+    ];
 
     /// Creates the registry and the series. Every failure reason, limit and
     /// upstream is present from the start so that `rate()` sees the first event.
@@ -273,6 +288,15 @@ impl Metrics {
             ))
             .expect("valid metric"),
         );
+        let connection_limit_reached = register(
+            &registry,
+            IntCounter::with_opts(opts(
+                "connection_limit_reached_total",
+                "Times a worker reached its share of server.http_conn_limit; \
+                 further clients then wait in the kernel's accept queue.",
+            ))
+            .expect("valid metric"),
+        );
         Self {
             registry,
             auth,
@@ -285,12 +309,18 @@ impl Metrics {
             upstream_duration,
             request_duration,
             open_connections,
+            connection_limit_reached,
         }
     }
 
     /// The open client connections gauge, maintained by the server.
     pub fn open_connections(&self) -> IntGauge {
         self.open_connections.clone()
+    }
+
+    /// Counts each time a worker's connection share fills up.
+    pub fn connection_limit_reached(&self) -> IntCounter {
+        self.connection_limit_reached.clone()
     }
 
     /// Resolves the series of one upstream.
@@ -309,9 +339,10 @@ impl Metrics {
         }
     }
 
-    /// A request refused by a limit; `limit` is one of [`Metrics::LIMITS`].
-    pub fn rejected(&self, limit: &str) {
-        self.rejected.with_label_values(&[limit]).inc();
+    /// The counter of requests refused by `limit`, one of [`Metrics::LIMITS`],
+    /// resolved once by whoever enforces that limit.
+    pub fn rejected_counter(&self, limit: &str) -> IntCounter {
+        self.rejected.with_label_values(&[limit])
     }
 
     /// The Go gateway's per-request histogram.

@@ -18,6 +18,7 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 use crate::auth::{Authenticator, Tenant};
 use crate::config::{ConfigError, Settings};
 use crate::error::GatewayError;
+use crate::limits::HeadLimits;
 use crate::metrics::{route_label, Metrics};
 use crate::proxy::{Forwarder, ProxyError, Target};
 use crate::routes::{self, RouteError};
@@ -50,13 +51,19 @@ pub struct Gateway {
     request_metrics: PrometheusMetrics,
     lifecycle: web::Data<Lifecycle>,
     tls: Arc<rustls::ClientConfig>,
+    head_limits: HeadLimits,
 }
 
 impl Gateway {
-    /// Builds the shared state; `inject_trace_context` is whether spans are
-    /// exported, so that the upstream gets our trace context.
-    pub fn new(settings: Settings, inject_trace_context: bool) -> Result<Self, ConfigError> {
-        let metrics = Metrics::new(settings.metrics.per_tenant);
+    /// Builds the shared state around `metrics`, which exist before the
+    /// gateway so that the log pipeline can count into them;
+    /// `inject_trace_context` is whether spans are exported, so that the
+    /// upstream gets our trace context.
+    pub fn new(
+        settings: Settings,
+        metrics: Metrics,
+        inject_trace_context: bool,
+    ) -> Result<Self, ConfigError> {
         for name in settings.upstreams.keys() {
             metrics.target(name);
         }
@@ -88,6 +95,7 @@ impl Gateway {
                 message: e.message,
             })?;
         Ok(Self {
+            head_limits: HeadLimits::new(&settings.server, &metrics),
             metrics: web::Data::new(metrics),
             inject_trace_context,
             settings: Arc::new(settings),
@@ -141,9 +149,18 @@ impl Gateway {
         );
         let lifecycle = self.lifecycle.clone();
         let app_state = self.clone();
+        let workers = match server_settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // actix limits connections per worker; the global limit is split.
+        let worker_connection_limit = server_settings.http_conn_limit.div_ceil(workers);
         let open_connections = self.metrics.open_connections();
+        let connection_limit_reached = self.metrics.connection_limit_reached();
         let mut server = HttpServer::new(move || {
-            // The last `wrap` is the outermost: timing sees the final status.
+            let head_limits = app_state.head_limits.clone();
+            // The last `wrap` is the outermost: timing sees the final status,
+            // and an oversized head is refused before anything else runs.
             App::new()
                 // Request spans only when traces are exported: without an
                 // exporter they cost CPU on every request and show nowhere.
@@ -151,25 +168,29 @@ impl Gateway {
                     app_state.inject_trace_context,
                     TracingLogger::<GatewayRootSpan>::new(),
                 ))
+                .wrap_fn(move |request, service| head_limits.enforce(request, service))
                 .wrap(app_state.request_metrics.clone())
                 .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
         })
         .on_connect(move |_, extensions| {
             open_connections.inc();
+            // Runs on the worker that owns the connection, as does the drop.
+            let open_on_worker = WORKER_CONNECTIONS.with(|open| {
+                open.set(open.get() + 1);
+                open.get()
+            });
+            if open_on_worker == worker_connection_limit {
+                connection_limit_reached.inc();
+            }
             extensions.insert(ConnectionGuard(open_connections.clone()));
         })
         .disable_signals()
         .shutdown_timeout(server_settings.graceful_shutdown_timeout.as_secs())
         .client_request_timeout(server_settings.http_read_timeout);
-        let workers = match server_settings.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
         server = server.workers(workers);
-        if server_settings.http_conn_limit > 0 {
-            // actix limits connections per worker; split the global limit.
-            server = server.max_connections(server_settings.http_conn_limit.div_ceil(workers));
+        if worker_connection_limit > 0 {
+            server = server.max_connections(worker_connection_limit);
         }
         let listen_error = |e: io::Error| {
             io::Error::new(
@@ -228,12 +249,20 @@ impl Gateway {
     }
 }
 
-/// Decrements `cortex_gateway_open_connections` when a connection closes.
+thread_local! {
+    /// Connections open on this worker, against its share of
+    /// `server.http_conn_limit`.
+    static WORKER_CONNECTIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Decrements `cortex_gateway_open_connections` and the worker's count when
+/// a connection closes.
 struct ConnectionGuard(prometheus::IntGauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
+        WORKER_CONNECTIONS.with(|open| open.set(open.get().saturating_sub(1)));
     }
 }
 
@@ -288,7 +317,7 @@ async fn forward(
     root_span.record("upstream", target.name.as_str());
     let response = forwarder.forward(&target, &req, payload, &tenant).await;
     if let Err(error @ ProxyError::BodyTooLarge { .. }) = &response {
-        metrics.rejected("body_too_large");
+        metrics.rejected_counter(Metrics::BODY_TOO_LARGE).inc();
         tracing::info!(tenant = tenant.as_str(), error = %error, "request refused");
     }
     Ok(response?)

@@ -67,9 +67,12 @@ async fn bodies_over_the_limit_are_413_and_not_forwarded() {
 }
 
 #[test]
-fn oversized_heads_are_431() {
+fn heads_over_actix_ceilings_are_431_and_counted() {
     let upstream = Upstream::start("d");
-    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__MAX_REQUEST_HEADER_SIZE", "131072")
+        .env("CORTEX_GATEWAY__SERVER__MAX_REQUEST_HEADERS", "96")
+        .start();
     // A head far over the limit: actix answers 431 and closes while the
     // client may still be writing, so the client sees 431 or a reset.
     let huge = format!("X-Big: {}\r\n", "a".repeat(200 * 1024));
@@ -95,6 +98,96 @@ fn oversized_heads_are_431() {
     assert_eq!(response.status, 431);
     assert!(upstream.requests().is_empty());
     assert_eq!(get_health(&gateway), 200, "the gateway still serves");
+    // actix-http refused all three before the app; each is still counted.
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="header_too_large"}"#),
+        3.0
+    );
+}
+
+#[test]
+fn configured_head_limits_are_431_with_a_reason_and_counted() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__MAX_REQUEST_HEADER_SIZE", "4096")
+        .env("CORTEX_GATEWAY__SERVER__MAX_REQUEST_HEADERS", "20")
+        .start();
+    let send = |extra: &str| {
+        raw_http(
+            gateway.addr(),
+            authorized("GET /api/v1/query?query=up", extra).as_bytes(),
+        )
+        .unwrap()
+    };
+    // Well under both limits: forwarded.
+    assert_eq!(send("X-Fill: small\r\n").status, 200);
+    assert_eq!(upstream.requests().len(), 1);
+
+    let large = send(&format!("X-Fill: {}\r\n", "a".repeat(4096)));
+    assert_eq!(large.status, 431);
+    let reason = String::from_utf8_lossy(&large.body);
+    assert!(
+        reason.contains("server.max_request_header_size (4096 bytes)"),
+        "{reason}"
+    );
+
+    let fields: String = (0..20).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = send(&fields);
+    assert_eq!(many.status, 431);
+    let reason = String::from_utf8_lossy(&many.body);
+    assert!(
+        reason.contains("server.max_request_headers (20)"),
+        "{reason}"
+    );
+    // A long query string counts against the head size as well.
+    let query = "a".repeat(5000);
+    let response = raw_http(
+        gateway.addr(),
+        authorized(&format!("GET /api/v1/query?query={query}"), "").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 431);
+
+    // Refused before authentication: no token needed to be refused.
+    let unauthenticated = raw_http(
+        gateway.addr(),
+        format!(
+            "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nX-Fill: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(4096)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(unauthenticated.status, 431);
+
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "nothing refused was forwarded"
+    );
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="header_too_large"}"#),
+        3.0
+    );
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="too_many_headers"}"#),
+        1.0
+    );
+    let exposition = raw_http(
+        gateway.addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap()
+    .body;
+    let timed_431: f64 = String::from_utf8_lossy(&exposition)
+        .lines()
+        .filter(|line| {
+            line.starts_with("cortex_gateway_request_duration_seconds_count{")
+                && line.contains(r#"status_code="431""#)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(timed_431, 4.0, "refusals show in the Go request histogram");
 }
 
 fn get_health(gateway: &Gateway) -> u16 {
@@ -268,6 +361,10 @@ fn a_client_that_never_finishes_its_head_is_cut_off_after_the_read_timeout() {
     );
     assert!(upstream.requests().is_empty());
     assert_eq!(get_health(&gateway), 200);
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="read_timeout"}"#),
+        1.0
+    );
 }
 
 #[test]
@@ -289,7 +386,11 @@ fn the_connection_limit_holds_extra_clients_back() {
             stream
         })
         .collect();
-    assert_eq!(gateway_open_connections(&held), 2.0);
+    assert_eq!(metric_over(&held, "cortex_gateway_open_connections"), 2.0);
+    assert_eq!(
+        metric_over(&held, "cortex_gateway_connection_limit_reached_total"),
+        1.0
+    );
     // …so a third is accepted by the kernel but not served…
     let mut third = std::net::TcpStream::connect(gateway.addr()).unwrap();
     third
@@ -309,9 +410,9 @@ fn the_connection_limit_holds_extra_clients_back() {
     assert!(String::from_utf8_lossy(&buffer[..read]).starts_with("HTTP/1.1 200"));
 }
 
-/// Reads `cortex_gateway_open_connections` over one of the held connections,
-/// since a new connection would not be served.
-fn gateway_open_connections(held: &[std::net::TcpStream]) -> f64 {
+/// Reads a metric over one of the held connections, since a new connection
+/// would not be served.
+fn metric_over(held: &[std::net::TcpStream], series: &str) -> f64 {
     let mut stream = held[0].try_clone().unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -321,12 +422,12 @@ fn gateway_open_connections(held: &[std::net::TcpStream]) -> f64 {
         .unwrap();
     let mut text = String::new();
     let mut buffer = [0u8; 65536];
-    while !text.contains("cortex_gateway_open_connections ") || !text.ends_with('\n') {
+    while !text.contains(&format!("{series} ")) || !text.ends_with('\n') {
         let read = stream.read(&mut buffer).unwrap();
         assert!(read > 0);
         text.push_str(&String::from_utf8_lossy(&buffer[..read]));
     }
-    metric_value(&text, "cortex_gateway_open_connections")
+    metric_value(&text, series)
 }
 
 #[actix_rt::test]

@@ -25,6 +25,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings, TracingSettings};
+use crate::limits::EarlyRejections;
 pub use jaeger::JaegerPropagator;
 
 /// Keeps the trace pipeline alive; dropping it flushes pending spans.
@@ -57,7 +58,12 @@ pub enum TelemetryError {
 
 /// Installs the global subscriber and, when configured, the OTLP pipeline.
 /// `RUST_LOG`, when set, refines the log level for debugging one module.
-pub fn init(log: &LogSettings, tracing: &TracingSettings) -> Result<Telemetry, TelemetryError> {
+/// `early_rejections` counts what actix-http refuses before the app runs.
+pub fn init(
+    log: &LogSettings,
+    tracing: &TracingSettings,
+    early_rejections: EarlyRejections,
+) -> Result<Telemetry, TelemetryError> {
     opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         // Later propagators win on extraction: W3C over Jaeger when both came.
         Box::new(JaegerPropagator),
@@ -99,6 +105,7 @@ pub fn init(log: &LogSettings, tracing: &TracingSettings) -> Result<Telemetry, T
     let _ = tracing_subscriber::registry()
         .with(fmt_layer)
         .with(otel_layer)
+        .with(early_rejections.layer())
         .try_init();
     Ok(Telemetry { provider })
 }
