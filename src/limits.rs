@@ -11,6 +11,7 @@
 
 use std::fmt::{self, Write as _};
 use std::future::{ready, Ready};
+use std::sync::{Arc, RwLock};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{RequestHead, Service, ServiceRequest, ServiceResponse};
@@ -18,9 +19,9 @@ use actix_web::ResponseError;
 use futures_util::future::{Either, MapOk, TryFutureExt};
 use prometheus::IntCounter;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::Context;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::Layer;
 
 use crate::config::ServerSettings;
@@ -134,6 +135,7 @@ const READ_TIMEOUT_EVENT: &str =
 pub struct EarlyRejections {
     head_too_large: IntCounter,
     read_timeout: IntCounter,
+    callsites: DispatcherCallsites,
 }
 
 impl EarlyRejections {
@@ -141,6 +143,7 @@ impl EarlyRejections {
         Self {
             head_too_large: metrics.rejected_counter(Metrics::HEADER_TOO_LARGE),
             read_timeout: metrics.rejected_counter(Metrics::READ_TIMEOUT),
+            callsites: DispatcherCallsites::default(),
         }
     }
 
@@ -150,7 +153,7 @@ impl EarlyRejections {
     where
         S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
-        let filter: Targets = Targets::new().with_target(ACTIX_DISPATCHER, Level::TRACE);
+        let filter = self.callsites.clone();
         self.with_filter(filter)
     }
 }
@@ -159,10 +162,59 @@ impl<S: Subscriber> Layer<S> for EarlyRejections {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut message = MessageIs::default();
         event.record(&mut message);
-        if message.equals == Some(HEAD_TOO_LARGE_EVENT) {
-            self.head_too_large.inc();
-        } else if message.equals == Some(READ_TIMEOUT_EVENT) {
-            self.read_timeout.inc();
+        match message.equals {
+            Some(HEAD_TOO_LARGE_EVENT) => self.head_too_large.inc(),
+            Some(READ_TIMEOUT_EVENT) => self.read_timeout.inc(),
+            _ => self.callsites.never_again(event.metadata()),
+        }
+    }
+}
+
+/// Which of the dispatcher's trace callsites are worth hearing from. It
+/// emits several trace events per request; each callsite is heard once, and
+/// one whose message is not a refusal is switched off for good, so that on
+/// the hot path a disabled `trace!` costs what it did without this layer.
+#[derive(Clone, Default)]
+struct DispatcherCallsites {
+    silenced: Arc<RwLock<Vec<tracing::callsite::Identifier>>>,
+}
+
+impl DispatcherCallsites {
+    fn listens_to(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() == Level::TRACE
+            && metadata.target().starts_with(ACTIX_DISPATCHER)
+            && !self
+                .silenced
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(&metadata.callsite())
+    }
+
+    fn never_again(&self, metadata: &Metadata<'_>) {
+        self.silenced
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(metadata.callsite());
+        // Asks every callsite again, which now answers `never` for this one.
+        // Not from inside the event being dispatched: that would disturb
+        // this thread's per-layer filter state. Until the rebuild is done,
+        // `enabled` already refuses the callsite.
+        let _ = std::thread::Builder::new()
+            .name("tracing-interest".to_owned())
+            .spawn(tracing::callsite::rebuild_interest_cache);
+    }
+}
+
+impl<S> Filter<S> for DispatcherCallsites {
+    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        self.listens_to(metadata)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if self.listens_to(metadata) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
         }
     }
 }
@@ -177,20 +229,23 @@ struct MessageIs {
 
 impl Visit for MessageIs {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() != "message" {
-            return;
+        if field.name() == "message" {
+            self.equals = known_message(value);
         }
-        for known in [HEAD_TOO_LARGE_EVENT, READ_TIMEOUT_EVENT] {
+    }
+}
+
+/// Which refusal message `message` is, if any.
+fn known_message(message: &dyn fmt::Debug) -> Option<&'static str> {
+    [HEAD_TOO_LARGE_EVENT, READ_TIMEOUT_EVENT]
+        .into_iter()
+        .find(|known| {
             let mut prefix = MatchingPrefix {
                 expected: known,
                 matched: 0,
             };
-            if write!(prefix, "{value:?}").is_ok() && prefix.matched == known.len() {
-                self.equals = Some(known);
-                return;
-            }
-        }
-    }
+            write!(prefix, "{message:?}").is_ok() && prefix.matched == known.len()
+        })
 }
 
 /// A `fmt::Write` that fails as soon as the text written stops being a
@@ -215,7 +270,6 @@ impl fmt::Write for MatchingPrefix {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
-    use tracing_subscriber::layer::SubscriberExt;
 
     fn limits(max_size: usize, max_headers: usize) -> HeadLimits {
         let metrics = Metrics::new(false);
@@ -257,38 +311,24 @@ mod tests {
     }
 
     #[test]
-    fn only_actix_dispatcher_events_with_the_exact_messages_count() {
-        let metrics = Metrics::new(false);
-        let subscriber =
-            tracing_subscriber::registry().with(EarlyRejections::new(&metrics).layer());
-        tracing::subscriber::with_default(subscriber, || {
-            tracing::trace!(
-                target: "actix_http::h1::dispatcher",
+    fn only_the_exact_refusal_messages_are_recognised() {
+        assert_eq!(
+            known_message(&format_args!(
                 "request head was too big; returning 431 response"
-            );
-            tracing::trace!(
-                target: "actix_http::h1::dispatcher",
-                "timed out on slow request; replying with 408 and closing connection"
-            );
-            tracing::trace!(
-                target: "actix_http::h1::dispatcher",
-                "timed out on slow request; replying with 408 and closing connection"
-            );
-            // Near misses: other text, a longer text, another module.
-            tracing::trace!(target: "actix_http::h1::dispatcher", "start flags: {:?}", 3);
-            tracing::trace!(
-                target: "actix_http::h1::dispatcher",
-                "request head was too big; returning 431 response!"
-            );
-            tracing::trace!(target: "actix_http::h1::dispatcher", "request head was too big");
-            tracing::trace!(
-                target: "actix_http::h2::dispatcher",
-                "request head was too big; returning 431 response"
-            );
-        });
-        let count = |limit| metrics.rejected_counter(limit).get();
-        assert_eq!(count(Metrics::HEADER_TOO_LARGE), 1);
-        assert_eq!(count(Metrics::READ_TIMEOUT), 2);
-        assert_eq!(count(Metrics::TOO_MANY_HEADERS), 0);
+            )),
+            Some(HEAD_TOO_LARGE_EVENT)
+        );
+        assert_eq!(
+            known_message(&format_args!("{}", READ_TIMEOUT_EVENT)),
+            Some(READ_TIMEOUT_EVENT)
+        );
+        for near_miss in [
+            format!("start flags: {:?}", 3),
+            format!("{HEAD_TOO_LARGE_EVENT}!"),
+            "request head was too big".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(known_message(&format_args!("{near_miss}")), None);
+        }
     }
 }

@@ -4,12 +4,17 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use actix_service::apply_fn_factory;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServerHandle;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{
+    AppService, Extensions, HttpServiceFactory, ResourceDef, Service, ServiceRequest,
+    ServiceResponse,
+};
 use actix_web::middleware::Condition;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
@@ -124,15 +129,10 @@ impl Gateway {
             // Served by the metrics middleware; registered so the route exists.
             .route("/metrics", web::get().to(HttpResponse::NotFound));
         for (prefix, target) in &self.targets {
-            // A scope matches its prefix without a regex, segment-wise, so
-            // only the one matching route evaluates its tail pattern.
-            cfg.service(
-                web::scope(prefix).service(
-                    web::resource(["", "/{tail}*"])
-                        .app_data(target.clone())
-                        .to(forward),
-                ),
-            );
+            cfg.service(ForwardRoute {
+                prefix: prefix.clone(),
+                target: target.clone(),
+            });
         }
         cfg.default_service(web::to(not_routed));
     }
@@ -297,6 +297,28 @@ async fn tokio_select(
     match select(std::pin::pin!(terminate), std::pin::pin!(interrupt)).await {
         Either::Left(_) => "SIGTERM",
         Either::Right(_) => "SIGINT",
+    }
+}
+
+/// One entry of the route table as an actix service. Its prefix is matched
+/// as a string, segment-wise, the way a scope's is, but with no nested
+/// router and no `{tail}*` pattern to evaluate on every request; its target
+/// travels as request data, for the handler and the request histogram.
+struct ForwardRoute {
+    prefix: String,
+    target: web::Data<Target>,
+}
+
+impl HttpServiceFactory for ForwardRoute {
+    fn register(self, config: &mut AppService) {
+        let mut data = Extensions::new();
+        data.insert(self.target);
+        let data = Rc::new(data);
+        let endpoint = apply_fn_factory(web::to(forward), move |mut req: ServiceRequest, route| {
+            req.add_data_container(Rc::clone(&data));
+            Service::call(route, req)
+        });
+        config.register_service(ResourceDef::root_prefix(&self.prefix), None, endpoint, None);
     }
 }
 

@@ -22,7 +22,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LogSettings, TracingSettings};
 use crate::limits::EarlyRejections;
@@ -95,18 +95,23 @@ pub fn init(
         Some(endpoint) => Some(provider(endpoint, tracing)?),
         None => None,
     };
-    let otel_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("cortex-gateway"))
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
-    });
+    // Every layer has its own filter, and an absent one is left out rather
+    // than passed as `None`: a `None` layer in the stack turns every
+    // disabled callsite into "sometimes", which costs a filter evaluation
+    // on each `trace!`/`debug!` in actix on every request.
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
+        vec![fmt_layer.boxed(), early_rejections.layer().boxed()];
+    if let Some(provider) = &provider {
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("cortex-gateway"))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+                .boxed(),
+        );
+    }
     // Fails only when a subscriber already exists (embedding, tests); the
     // existing one keeps working.
-    let _ = tracing_subscriber::registry()
-        .with(fmt_layer)
-        .with(otel_layer)
-        .with(early_rejections.layer())
-        .try_init();
+    let _ = tracing_subscriber::registry().with(layers).try_init();
     Ok(Telemetry { provider })
 }
 
