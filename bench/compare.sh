@@ -19,6 +19,9 @@
 #   RESULTS_DIR=...   where raw wrk outputs and the summary go
 #                     (default: bench/results/<UTC timestamp>)
 #   GATEWAY_BIN=...   default: target/release/cortex-gateway
+#   GATEWAY_B_BIN=... optional second build, measured as "gateway_b" in the same
+#                     alternating rounds, with its ratios to "gateway" (an A/B
+#                     of two builds, e.g. one with `--features hyper-upstream`)
 #   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
 #
 # Everything listens on 127.0.0.1 on free ports, under a temporary prefix that
@@ -198,21 +201,22 @@ TOKEN=$("${GATEWAY_ENV[@]}" "$GATEWAY_BIN" token --tenant tenant-a) || die "coul
 [[ -n $TOKEN ]] || die "empty token"
 AUTH="Authorization: Bearer $TOKEN"
 
-start_gateway() { # start_gateway PORT LOGFILE ; the PID goes to STARTED_PID and PIDS
-    "${GATEWAY_ENV[@]}" "$GATEWAY_BIN" \
+start_gateway() { # start_gateway PORT LOGFILE [BINARY] ; the PID goes to STARTED_PID and PIDS
+    local binary=${3:-$GATEWAY_BIN}
+    "${GATEWAY_ENV[@]}" "$binary" \
         -server.http-listen-address=127.0.0.1 -server.http-listen-port="$1" \
         -log.level=warn >"$2" 2>&1 &
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
     # env execs the gateway: make sure the PID measured is the gateway's.
     local i exe="" want
-    want=$(readlink -f "$GATEWAY_BIN")
+    want=$(readlink -f "$binary")
     for ((i = 0; i < 50; i++)); do
         exe=$(readlink "/proc/$STARTED_PID/exe" 2>/dev/null) || exe=""
         [[ $exe == "$want" ]] && return 0
         sleep 0.1
     done
-    die "process $STARTED_PID is not $GATEWAY_BIN (${exe:-exited}); see $2"
+    die "process $STARTED_PID is not $binary (${exe:-exited}); see $2"
 }
 
 free_port GW_PORT
@@ -223,6 +227,20 @@ wait_for gateway 200 "http://127.0.0.1:$GW_PORT/health"
 wait_for "gateway with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_PORT/api/v1/query?query=up"
 code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/api/v1/query?query=up")
 [[ $code == 401 ]] || die "gateway answered $code without a token (expected 401): is it verifying?"
+
+TARGETS="direct nginx gateway"
+if [[ -n ${GATEWAY_B_BIN:-} ]]; then
+    [[ -x $GATEWAY_B_BIN ]] || die "GATEWAY_B_BIN: no executable at $GATEWAY_B_BIN"
+    cp "$GATEWAY_B_BIN" "$WORK/cortex-gateway-b"
+    GATEWAY_B_SHA=$(sha256sum "$WORK/cortex-gateway-b" | cut -c1-16)
+    free_port GW_B_PORT
+    log "starting the second build, gateway_b (2 workers), on 127.0.0.1:$GW_B_PORT"
+    start_gateway "$GW_B_PORT" "$WORK/gateway-b.log" "$WORK/cortex-gateway-b"
+    GW_B_PID=$STARTED_PID
+    wait_for gateway_b 200 "http://127.0.0.1:$GW_B_PORT/health"
+    wait_for "gateway_b with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_B_PORT/api/v1/query?query=up"
+    TARGETS+=" gateway_b"
+fi
 
 # ---------------------------------------------------------------- workloads
 mkdir -p "$WORK/lua"
@@ -267,6 +285,7 @@ target_port() {
     direct) echo "$UP_PORT" ;;
     nginx) echo "$NGINX_PORT" ;;
     gateway) echo "$GW_PORT" ;;
+    gateway_b) echo "$GW_B_PORT" ;;
     esac
 }
 target_pids() { # the proxy's processes (none for direct)
@@ -274,6 +293,7 @@ target_pids() { # the proxy's processes (none for direct)
     direct) ;;
     nginx) echo "$NGINX_PID $(children_of "$NGINX_PID")" ;;
     gateway) echo "$GW_PID" ;;
+    gateway_b) echo "$GW_B_PID" ;;
     esac
 }
 
@@ -339,7 +359,6 @@ measure() { # measure WORKLOAD TARGET ROUND
         "$w" "$t" "$r" "$rps" "$p50" "$p99" "$peak" "$cpu" "$errs" >&2
 }
 
-TARGETS="direct nginx gateway"
 for w in $WORKLOADS; do
     log "workload $w: $(workload_title "$w")"
     if ((WARMUP > 0)); then
@@ -398,6 +417,21 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0)
             "$(ratio "$(col "$w" gateway 4)" "$(col "$w" direct 4)")" \
             "$(ratio "$(col "$w" gateway 6)" "$(col "$w" direct 6)")"
     done
+    if [[ $TARGETS == *gateway_b* ]]; then
+        echo
+        echo "Second build (gateway_b: $GATEWAY_B_BIN, sha256 $GATEWAY_B_SHA…) against gateway:"
+        echo
+        echo "| workload | gateway_b/gateway req/s | gateway_b/gateway p99 | gateway_b/gateway CPU/req | gateway_b/nginx req/s | gateway_b/nginx CPU/req |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+        for w in $WORKLOADS; do
+            printf '| %s | %s | %s | %s | %s | %s |\n' "$w" \
+                "$(ratio "$(col "$w" gateway_b 4)" "$(col "$w" gateway 4)")" \
+                "$(ratio "$(col "$w" gateway_b 6)" "$(col "$w" gateway 6)")" \
+                "$(ratio "$(col "$w" gateway_b 8)" "$(col "$w" gateway 8)")" \
+                "$(ratio "$(col "$w" gateway_b 4)" "$(col "$w" nginx 4)")" \
+                "$(ratio "$(col "$w" gateway_b 8)" "$(col "$w" nginx 8)")"
+        done
+    fi
     echo
     awk -v k="$GW_HWM_END" 'BEGIN { printf "Gateway VmHWM (peak RSS since start) after all load runs: %.1f MiB\n", k / 1024 }'
     echo
