@@ -88,46 +88,7 @@ mkdir -p "$RESULTS_DIR"
 # request is not answered before its body has been sent (a plain `return 200`
 # answers first and discards the body, which flatters every proxy).
 free_port UP_PORT
-mkdir -p "$WORK/upstream"
-cat >"$WORK/upstream/upstream.js" <<'EOF'
-function handle(r) {
-    var n = -1;
-    try {
-        var body = r.requestBuffer; // the body nginx has read, when in memory
-        n = body ? body.length : 0;
-    } catch (e) {
-        // bodies larger than client_body_buffer_size were read to a file
-    }
-    r.headersOut['X-Body-Bytes'] = String(n);
-    // request line + headers + body as read: lets the upload check its size
-    r.headersOut['X-Request-Length'] = r.variables.request_length;
-    r.return(200, "");
-}
-export default { handle };
-EOF
-cat >"$WORK/upstream/nginx.conf" <<EOF
-load_module $NGINX_JS_MODULE;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    js_import main from $WORK/upstream/upstream.js;
-    client_body_temp_path $WORK/upstream/body;
-    proxy_temp_path $WORK/upstream/proxy;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        client_max_body_size 0;
-        client_body_buffer_size 1m;
-        client_body_in_single_buffer on;
-        location / { js_content main.handle; }
-    }
-}
-EOF
+write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
 
 # NGINX as the proxy the gateway replaces: sets the tenant, checks nothing.
 free_port NGINX_PORT

@@ -155,3 +155,55 @@ start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PID
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
 }
+
+# ---------------------------------------------------------------- upstream
+# write_body_reading_upstream DIR PORT : an NGINX + njs upstream config in DIR
+# (start it with start_nginx DIR) that reads each request body whole before it
+# answers 200, as Cortex does; NGINX's plain `return 200` would answer before
+# reading a POST body and flatter any proxy in front of it.
+write_body_reading_upstream() {
+    local dir=$1 port=$2
+    NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
+    [[ -r $NGINX_JS_MODULE ]] ||
+        die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
+    mkdir -p "$dir"
+    cat >"$dir/upstream.js" <<'EOF'
+function handle(r) {
+    var n = -1;
+    try {
+        var body = r.requestBuffer; // the body nginx has read, when in memory
+        n = body ? body.length : 0;
+    } catch (e) {
+        // bodies larger than client_body_buffer_size were read to a file
+    }
+    r.headersOut['X-Body-Bytes'] = String(n);
+    // request line + headers + body as read: lets the upload check its size
+    r.headersOut['X-Request-Length'] = r.variables.request_length;
+    r.return(200, "");
+}
+export default { handle };
+EOF
+    cat >"$dir/nginx.conf" <<EOF
+load_module $NGINX_JS_MODULE;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    js_import main from $dir/upstream.js;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        client_max_body_size 0;
+        client_body_buffer_size 1m;
+        client_body_in_single_buffer on;
+        location / { js_content main.handle; }
+    }
+}
+EOF
+}
