@@ -85,8 +85,12 @@ where
     }
 
     async fn checkout(&self, authority: &str) -> Result<Sender<S>, UpstreamErrorKind> {
-        while let Some(sender) = self.idle.borrow_mut().get_mut(authority).and_then(Vec::pop) {
-            if sender.is_ready() {
+        loop {
+            let idle = self.idle.borrow_mut().get_mut(authority).and_then(Vec::pop);
+            let Some(mut sender) = idle else { break };
+            // A connection handed back at the end of a body may not have
+            // seen that end yet: wait for it rather than open a new one.
+            if sender.ready().await.is_ok() {
                 return Ok(sender);
             }
         }
@@ -238,6 +242,22 @@ where
     sender: Option<Sender<S>>,
     pool: Rc<Pool<S>>,
     authority: String,
+}
+
+impl<S> Drop for ResponseBody<S>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin + 'static,
+{
+    fn drop(&mut self) {
+        // actix never polls a body it knows to be empty (Content-Length: 0):
+        // the connection is still reusable when hyper has seen the end.
+        if let Some(sender) = self.sender.take() {
+            if self.incoming.is_end_stream() {
+                let authority = std::mem::take(&mut self.authority);
+                self.pool.checkin(&authority, sender);
+            }
+        }
+    }
 }
 
 impl<S> Stream for ResponseBody<S>
