@@ -13,8 +13,6 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
-#[cfg(feature = "hyper-upstream")]
-pub mod proxy_hyper;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

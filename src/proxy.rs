@@ -120,8 +120,6 @@ pub struct Target {
 /// worker owns a forwarder, with its own connection pool to the upstreams.
 pub struct Forwarder {
     client: awc::Client,
-    #[cfg(feature = "hyper-upstream")]
-    hyper_pool: Rc<crate::proxy_hyper::Pool<LimitedBody<web::Payload>>>,
     max_request_body_size: u64,
     credential_headers: Vec<HeaderName>,
     inject_trace_context: bool,
@@ -148,8 +146,6 @@ impl Forwarder {
             .finish();
         Self {
             client,
-            #[cfg(feature = "hyper-upstream")]
-            hyper_pool: crate::proxy_hyper::Pool::new(settings.connect_timeout, settings.timeout),
             max_request_body_size,
             credential_headers,
             inject_trace_context,
@@ -172,51 +168,6 @@ impl Forwarder {
                 return Err(ProxyError::BodyTooLarge { limit });
             }
         }
-        #[cfg(feature = "hyper-upstream")]
-        {
-            use crate::proxy_hyper::UpstreamBody;
-            let mut headers = HeaderMap::new();
-            copy_request_headers(req, &mut headers, &self.credential_headers);
-            headers.insert(ORG_ID_HEADER, tenant.header_value().clone());
-            let inflight = target.metrics.inflight();
-            let payload = LimitedBody {
-                inner: payload,
-                remaining: limit,
-                exceeded: Rc::new(Cell::new(false)),
-                forwarded: 0,
-                counter: target.metrics.request_bytes_counter(),
-            };
-            let body = match body {
-                RequestBody::Sized(length) => UpstreamBody::Stream {
-                    inner: payload,
-                    length: Some(length),
-                },
-                RequestBody::Chunked => UpstreamBody::Stream {
-                    inner: payload,
-                    length: None,
-                },
-                RequestBody::None => UpstreamBody::Empty,
-            };
-            let upstreamed = self.hyper_pool.forward(target, req, headers, body).await?;
-            let mut response = upstreamed.response;
-            let completion = Completion {
-                counter: target.metrics.response_bytes_counter(),
-                bytes: 0,
-                _inflight: inflight,
-                access_log: None,
-            };
-            return Ok(match upstreamed.body {
-                None => response.body(()),
-                Some((inner, length)) => {
-                    let body = CountedBody { inner, completion };
-                    match length {
-                        Some(length) => response.body(SizedStream::new(length, body)),
-                        None => response.body(BodyStream::new(body)),
-                    }
-                }
-            });
-        }
-        #[cfg_attr(feature = "hyper-upstream", allow(unreachable_code))]
         let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let mut url = String::with_capacity(
             target.upstream.origin.len() + target.upstream.path_prefix.len() + path_and_query.len(),
@@ -425,7 +376,7 @@ fn stream_back(mut upstream_response: awc::ClientResponse, completion: Completio
 
 /// The client's body, cut off with an error once it grows past the limit.
 /// The error aborts the upstream request, so the rest is never forwarded.
-pub struct LimitedBody<S> {
+struct LimitedBody<S> {
     inner: S,
     remaining: u64,
     exceeded: Rc<Cell<bool>>,
