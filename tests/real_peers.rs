@@ -15,6 +15,7 @@
 //! The tests running at the same time share one receiving Prometheus; each
 //! uses its own job names, tenants, gateway and writers.
 
+mod common;
 mod peers;
 
 use std::path::{Path, PathBuf};

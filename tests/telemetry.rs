@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
@@ -26,35 +26,25 @@ impl OtlpReceiver {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let spans = Arc::new(Mutex::new(Vec::new()));
         let store = spans.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                HttpServer::new(move || {
+        serve_on_thread(listener, move |cfg| {
+            let store = store.clone();
+            cfg.route(
+                "/v1/traces",
+                web::post().to(move |body: web::Bytes| {
                     let store = store.clone();
-                    App::new().route(
-                        "/v1/traces",
-                        web::post().to(move |body: web::Bytes| {
-                            let store = store.clone();
-                            async move {
-                                let request = ExportTraceServiceRequest::decode(body).unwrap();
-                                for resource in request.resource_spans {
-                                    for scope in resource.scope_spans {
-                                        store.lock().unwrap().extend(scope.spans);
-                                    }
-                                }
-                                HttpResponse::Ok()
-                                    .content_type("application/x-protobuf")
-                                    .finish()
+                    async move {
+                        let request = ExportTraceServiceRequest::decode(body).unwrap();
+                        for resource in request.resource_spans {
+                            for scope in resource.scope_spans {
+                                store.lock().unwrap().extend(scope.spans);
                             }
-                        }),
-                    )
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run()
-                .await
-            })
+                        }
+                        HttpResponse::Ok()
+                            .content_type("application/x-protobuf")
+                            .finish()
+                    }
+                }),
+            );
         });
         Self { url, spans }
     }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -100,7 +101,7 @@ struct UpstreamState {
 pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<UpstreamState>,
-    handle: actix_web::dev::ServerHandle,
+    handle: ServerHandle,
 }
 
 /// FNV-1a, enough to compare large bodies without keeping them.
@@ -191,24 +192,9 @@ impl Upstream {
             reply: Mutex::new(Reply::default()),
         });
         let data = web::Data::from(state.clone());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .default_service(web::to(record))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                let _ = server.await;
-            })
+        let handle = serve_on_thread(listener, move |cfg| {
+            cfg.app_data(data.clone()).default_service(web::to(record));
         });
-        let handle = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
             addr,
             state,
@@ -239,6 +225,29 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
     }
+}
+
+/// Serves an app made by `configure` on `listener`, with one worker, from a
+/// thread of its own: test upstreams run beside the test's own runtime.
+/// Stopping the returned handle stops the server.
+pub fn serve_on_thread(
+    listener: TcpListener,
+    configure: impl Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+) -> ServerHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || App::new().configure(configure.clone()))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+            tx.send(server.handle()).unwrap();
+            let _ = server.await;
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
 // ---- the gateway process ---------------------------------------------------

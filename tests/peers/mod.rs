@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::Value;
+
+pub use crate::common::{free_port, serve_on_thread};
 
 /// The packages the suite needs, as CI installs them.
 pub const APT_LINE: &str = "apt-get install -y prometheus prometheus-alertmanager";
@@ -230,14 +232,6 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A scratch directory, removed when dropped unless the test failed (then
@@ -1094,24 +1088,10 @@ impl Recorder {
         let addr = listener.local_addr().unwrap();
         let batches = Arc::new(Mutex::new(Vec::new()));
         let data = web::Data::from(batches.clone());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .default_service(web::to(record_batch))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                let _ = server.await;
-            })
+        let handle = serve_on_thread(listener, move |cfg| {
+            cfg.app_data(data.clone())
+                .default_service(web::to(record_batch));
         });
-        let handle = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Self {
             addr,
             batches,
