@@ -507,6 +507,10 @@ impl RawResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    pub fn json(&self) -> Result<Value, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("not JSON ({e}): {}", self.text()))
+    }
 }
 
 /// Sends `request` verbatim and reads the answer until the server closes the

@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +21,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-pub use crate::common::{free_port, serve_on_thread};
+pub use crate::common::{free_port, raw_http, serve_on_thread, RawResponse};
 
 /// The packages the suite needs, as CI installs them.
 pub const APT_LINE: &str = "apt-get install -y prometheus prometheus-alertmanager";
@@ -339,32 +339,6 @@ impl Cred {
     }
 }
 
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> Result<Value, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("not JSON ({e}): {}", self.text()))
-    }
-}
-
 /// Percent-encodes a query or form value.
 pub fn encode(value: &str) -> String {
     value
@@ -395,7 +369,7 @@ pub fn http(
     cred: &Cred,
     extra_headers: &[(&str, &str)],
     body: Option<(&str, &[u8])>,
-) -> io::Result<Response> {
+) -> io::Result<RawResponse> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| io::Error::other(format!("not an http:// URL: {url}")))?;
@@ -407,10 +381,6 @@ pub fn http(
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::other(format!("cannot resolve {authority}")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
-
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: real-peers-test\r\n"
     );
@@ -435,26 +405,9 @@ pub fn http(
         None => &[][..],
     };
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(body_bytes)?;
-
-    let mut buffer = Vec::new();
-    stream.read_to_end(&mut buffer)?;
-    let split = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| io::Error::other("no response head"))?;
-    let head = String::from_utf8_lossy(&buffer[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("no status in {head:?}")))?;
-    let mut response = Response {
-        status,
-        head,
-        body: buffer[split + 4..].to_vec(),
-    };
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body_bytes);
+    let mut response = raw_http(addr, &request)?;
     if response
         .header("transfer-encoding")
         .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
@@ -486,11 +439,11 @@ fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-pub fn get(url: &str, cred: &Cred) -> io::Result<Response> {
+pub fn get(url: &str, cred: &Cred) -> io::Result<RawResponse> {
     http("GET", url, cred, &[], None)
 }
 
-pub fn post_form(url: &str, cred: &Cred, form_body: &str) -> io::Result<Response> {
+pub fn post_form(url: &str, cred: &Cred, form_body: &str) -> io::Result<RawResponse> {
     http(
         "POST",
         url,
