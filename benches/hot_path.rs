@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use base64::Engine as _;
 use cortex_gateway::auth::extract::token_from_value;
-use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest, HMAC_ALGORITHMS};
+use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest};
 use cortex_gateway::config::AuthSettings;
 use cortex_gateway::metrics::route_label;
 use cortex_gateway::routes::check_canonical;
@@ -18,16 +18,7 @@ use jsonwebtoken::Algorithm;
 use std::hint::black_box;
 
 fn settings() -> AuthSettings {
-    AuthSettings {
-        jwt_secret: b"benchmark-secret-0123456789abcdef0123".to_vec(),
-        tenant_claim: "tenant_id".to_owned(),
-        audience: Vec::new(),
-        algorithms: HMAC_ALGORITHMS.to_vec(),
-        leeway: Duration::from_secs(60),
-        extra_headers: Vec::new(),
-        additional_secrets: Vec::new(),
-        jwt_secret_file: None,
-    }
+    AuthSettings::with_secret("benchmark-secret-0123456789abcdef0123")
 }
 
 fn token() -> String {

@@ -173,6 +173,19 @@ pub struct AuthSettings {
     pub extra_headers: Vec<HeaderName>,
 }
 
+impl AuthSettings {
+    /// Every `auth.*` default around one HMAC key, from the same defaults a
+    /// config file starts from: for benchmarks, fuzz targets and tests that
+    /// need an authenticator without a configuration.
+    pub fn with_secret(secret: &str) -> Self {
+        validate_auth(RawAuth {
+            jwt_secret: Some(secret.to_owned()),
+            ..RawAuth::default()
+        })
+        .expect("the default auth settings are valid")
+    }
+}
+
 impl fmt::Debug for AuthSettings {
     // Hand-written so that a stray `{:?}` can never print the secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cortex_gateway::auth::extract::token_from_value;
-use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest, HMAC_ALGORITHMS};
+use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest};
 use cortex_gateway::config::AuthSettings;
 use cortex_gateway::routes::check_canonical;
 use jsonwebtoken::Algorithm;
@@ -13,14 +13,8 @@ use proptest::prelude::*;
 
 fn settings() -> AuthSettings {
     AuthSettings {
-        jwt_secret: b"property-test-secret-0123456789ab".to_vec(),
-        tenant_claim: "tenant_id".to_owned(),
-        audience: Vec::new(),
-        algorithms: HMAC_ALGORITHMS.to_vec(),
-        leeway: Duration::from_secs(0),
-        extra_headers: Vec::new(),
-        additional_secrets: Vec::new(),
-        jwt_secret_file: None,
+        leeway: Duration::ZERO,
+        ..AuthSettings::with_secret("property-test-secret-0123456789ab")
     }
 }
 

@@ -24,13 +24,6 @@ use crate::error::GatewayError;
 use crate::metrics::AuthMetrics;
 pub use mint::{mint_token, MintError, TokenRequest};
 
-/// The algorithms a shared secret can verify: the only ones ever accepted.
-pub const HMAC_ALGORITHMS: [jsonwebtoken::Algorithm; 3] = [
-    jsonwebtoken::Algorithm::HS256,
-    jsonwebtoken::Algorithm::HS384,
-    jsonwebtoken::Algorithm::HS512,
-];
-
 /// Why a request was refused. The variant decides the `reason` label of
 /// `cortex_gateway_failed_authentications_total` and the short text after
 /// `Invalid bearer token`; none of them ever carries the token itself.
