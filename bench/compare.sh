@@ -347,6 +347,13 @@ col() { # col WORKLOAD TARGET COLUMN -> median of that column over rounds
     awk -F'\t' -v w="$1" -v t="$2" -v c="$3" 'NR > 1 && $1 == w && $2 == t && $c != "NA" && $c != "" { print $c }' "$RUNS" | median
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0) print "NA"; else printf "%.2f", a / b }'; }
+ratio_cells() { # ratio_cells WORKLOAD A B COLUMN... -> "r1 | r2 ...": A/B of each column's median
+    local w=$1 a=$2 b=$3 cells=() c out=""
+    shift 3
+    for c in "$@"; do cells+=("$(ratio "$(col "$w" "$a" "$c")" "$(col "$w" "$b" "$c")")"); done
+    for c in "${cells[@]}"; do out+="${out:+ | }$c"; done
+    echo "$out"
+}
 
 {
     echo "Medians of $ROUNDS rounds; each run: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${DURATION}s --latency"
@@ -371,12 +378,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0)
     echo "| workload | gateway/nginx req/s | gateway/nginx p99 | gateway/nginx CPU/req | gateway/direct req/s | gateway/direct p99 |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for w in $WORKLOADS; do
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$w" \
-            "$(ratio "$(col "$w" gateway 4)" "$(col "$w" nginx 4)")" \
-            "$(ratio "$(col "$w" gateway 6)" "$(col "$w" nginx 6)")" \
-            "$(ratio "$(col "$w" gateway 8)" "$(col "$w" nginx 8)")" \
-            "$(ratio "$(col "$w" gateway 4)" "$(col "$w" direct 4)")" \
-            "$(ratio "$(col "$w" gateway 6)" "$(col "$w" direct 6)")"
+        echo "| $w | $(ratio_cells "$w" gateway nginx 4 6 8) | $(ratio_cells "$w" gateway direct 4 6) |"
     done
     if [[ $TARGETS == *gateway_b* ]]; then
         echo
@@ -385,12 +387,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b == 0)
         echo "| workload | gateway_b/gateway req/s | gateway_b/gateway p99 | gateway_b/gateway CPU/req | gateway_b/nginx req/s | gateway_b/nginx CPU/req |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: |"
         for w in $WORKLOADS; do
-            printf '| %s | %s | %s | %s | %s | %s |\n' "$w" \
-                "$(ratio "$(col "$w" gateway_b 4)" "$(col "$w" gateway 4)")" \
-                "$(ratio "$(col "$w" gateway_b 6)" "$(col "$w" gateway 6)")" \
-                "$(ratio "$(col "$w" gateway_b 8)" "$(col "$w" gateway 8)")" \
-                "$(ratio "$(col "$w" gateway_b 4)" "$(col "$w" nginx 4)")" \
-                "$(ratio "$(col "$w" gateway_b 8)" "$(col "$w" nginx 8)")"
+            echo "| $w | $(ratio_cells "$w" gateway_b gateway 4 6 8) | $(ratio_cells "$w" gateway_b nginx 4 8) |"
         done
     fi
     echo

@@ -157,32 +157,16 @@ start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PID
 }
 
 # ---------------------------------------------------------------- upstream
-# write_body_reading_upstream DIR PORT : an NGINX + njs upstream config in DIR
-# (start it with start_nginx DIR) that reads each request body whole before it
-# answers 200, as Cortex does; NGINX's plain `return 200` would answer before
-# reading a POST body and flatter any proxy in front of it.
-write_body_reading_upstream() {
+# write_njs_upstream DIR PORT : an NGINX config in DIR (start it with
+# start_nginx DIR) that hands every request, its body read whole and in
+# memory, to the `handle` function exported by DIR/upstream.js (written by
+# the caller). One worker, keep-alive without limit, no access log.
+write_njs_upstream() {
     local dir=$1 port=$2
     NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
     [[ -r $NGINX_JS_MODULE ]] ||
         die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
-    mkdir -p "$dir"
-    cat >"$dir/upstream.js" <<'EOF'
-function handle(r) {
-    var n = -1;
-    try {
-        var body = r.requestBuffer; // the body nginx has read, when in memory
-        n = body ? body.length : 0;
-    } catch (e) {
-        // bodies larger than client_body_buffer_size were read to a file
-    }
-    r.headersOut['X-Body-Bytes'] = String(n);
-    // request line + headers + body as read: lets the upload check its size
-    r.headersOut['X-Request-Length'] = r.variables.request_length;
-    r.return(200, "");
-}
-export default { handle };
-EOF
+    [[ -r $dir/upstream.js ]] || die "write_njs_upstream: $dir/upstream.js is missing"
     cat >"$dir/nginx.conf" <<EOF
 load_module $NGINX_JS_MODULE;
 worker_processes 1;
@@ -206,4 +190,30 @@ http {
     }
 }
 EOF
+}
+
+# write_body_reading_upstream DIR PORT : the upstream of bench/compare.sh. It
+# reads each request body whole before it answers 200, as Cortex does; NGINX's
+# plain `return 200` would answer before reading a POST body and flatter any
+# proxy in front of it.
+write_body_reading_upstream() {
+    local dir=$1 port=$2
+    mkdir -p "$dir"
+    cat >"$dir/upstream.js" <<'EOF'
+function handle(r) {
+    var n = -1;
+    try {
+        var body = r.requestBuffer; // the body nginx has read, when in memory
+        n = body ? body.length : 0;
+    } catch (e) {
+        // bodies larger than client_body_buffer_size were read to a file
+    }
+    r.headersOut['X-Body-Bytes'] = String(n);
+    // request line + headers + body as read: lets the upload check its size
+    r.headersOut['X-Request-Length'] = r.variables.request_length;
+    r.return(200, "");
+}
+export default { handle };
+EOF
+    write_njs_upstream "$dir" "$port"
 }

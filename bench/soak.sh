@@ -58,26 +58,7 @@ function handle(r) {
 }
 export default { handle };
 JS
-cat >"$WORK/upstream/nginx.conf" <<CONF
-load_module $NGINX_JS_MODULE;
-worker_processes 1;
-pid $WORK/upstream/nginx.pid;
-error_log $WORK/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    js_import main from $WORK/upstream/upstream.js;
-    client_body_temp_path $WORK/upstream/body;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        client_max_body_size 0;
-        client_body_buffer_size 1m;
-        client_body_in_single_buffer on;
-        location / { js_content main.handle; }
-    }
-}
-CONF
+write_njs_upstream "$WORK/upstream" "$UP_PORT"
 start_nginx "$WORK/upstream"
 wait_for upstream 200 -H 'X-Expected-Tenant: t' -H 'X-Scope-OrgID: t' "http://127.0.0.1:$UP_PORT/"
 
