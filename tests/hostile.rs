@@ -173,19 +173,14 @@ fn configured_head_limits_are_431_with_a_reason_and_counted() {
         gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="too_many_headers"}"#),
         1.0
     );
-    let exposition = raw_http(
-        gateway.addr(),
-        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap()
-    .body;
-    let timed_431: f64 = String::from_utf8_lossy(&exposition)
-        .lines()
-        .filter(|line| {
-            line.starts_with("cortex_gateway_request_duration_seconds_count{")
-                && line.contains(r#"status_code="431""#)
+    let timed_431: f64 = gateway
+        .samples()
+        .iter()
+        .filter(|s| {
+            s.name == "cortex_gateway_request_duration_seconds_count"
+                && s.labels.get("status_code").map(String::as_str) == Some("431")
         })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|s| s.value)
         .sum();
     assert_eq!(timed_431, 4.0, "refusals show in the Go request histogram");
 }

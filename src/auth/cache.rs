@@ -30,18 +30,23 @@ pub struct Verified {
     pub success_counter: Option<IntCounter>,
 }
 
-/// Tokens by authenticator (tests run several per thread), then by text.
-type Cache = HashMap<u64, HashMap<Box<str>, Verified>>;
+/// The key set the entries were verified with, and the entries by token
+/// text. A new key set (a reload, or another authenticator on the thread in
+/// tests) starts the cache over, so old verifications are dropped, not kept.
+type Cache = (u64, HashMap<Box<str>, Verified>);
 
 thread_local! {
-    static VERIFIED: RefCell<Cache> = RefCell::new(HashMap::new());
+    static VERIFIED: RefCell<Cache> = RefCell::new((0, HashMap::new()));
 }
 
-/// The cached verification of `token` by authenticator `owner`, if still valid at `now`.
+/// The cached verification of `token` under key set `owner`, if still valid at `now`.
 pub fn get(owner: u64, token: &str, now: u64) -> Option<Verified> {
     VERIFIED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        let tokens = cache.get_mut(&owner)?;
+        let (cached_owner, tokens) = &mut *cache;
+        if *cached_owner != owner {
+            return None;
+        }
         match tokens.get(token) {
             Some(hit) if (hit.valid_from..=hit.valid_until).contains(&now) => Some(hit.clone()),
             Some(_) => {
@@ -53,12 +58,13 @@ pub fn get(owner: u64, token: &str, now: u64) -> Option<Verified> {
     })
 }
 
-/// Remembers a token that passed every check.
+/// Remembers a token that passed every check under key set `owner`.
 pub fn insert(owner: u64, token: &str, verified: Verified) {
     VERIFIED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        let tokens = cache.entry(owner).or_default();
-        if tokens.len() >= CAPACITY {
+        let (cached_owner, tokens) = &mut *cache;
+        if *cached_owner != owner || tokens.len() >= CAPACITY {
+            *cached_owner = owner;
             tokens.clear();
         }
         tokens.insert(token.into(), verified);

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use std::future::{ready, Ready};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -117,7 +118,8 @@ impl Tenant {
     }
 }
 
-static NEXT_KEY_SET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Key set ids start at 1: 0 is the id of the empty per-thread cache.
+static NEXT_KEY_SET_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The auth extractor: a handler that takes a `Tenant` argument only runs for
 /// requests with a valid token. Failures are logged (reason and client
@@ -151,6 +153,9 @@ impl FromRequest for Tenant {
 /// at start-up and shared read-only by every worker.
 pub struct Authenticator {
     keys: RwLock<Arc<KeySet>>,
+    /// The id of the key set in `keys`, readable without the lock: a cache
+    /// hit (nearly every request) needs only the id, not the keys.
+    key_set_id: AtomicU64,
     /// The secret file and the modification time of the keys in use.
     secret_file: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
     validation: Validation,
@@ -178,7 +183,7 @@ impl KeySet {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            id: NEXT_KEY_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: NEXT_KEY_SET_ID.fetch_add(1, Ordering::Relaxed),
             keys,
         })
     }
@@ -217,8 +222,10 @@ impl Authenticator {
         }
         let mut secrets = vec![settings.jwt_secret.clone()];
         secrets.extend(settings.additional_secrets.iter().cloned());
+        let key_set = KeySet::new(&secrets)?;
         Ok(Self {
-            keys: RwLock::new(Arc::new(KeySet::new(&secrets)?)),
+            key_set_id: AtomicU64::new(key_set.id),
+            keys: RwLock::new(Arc::new(key_set)),
             secret_file: settings.jwt_secret_file.clone().map(|path| {
                 let stamp = modified(&path);
                 (path, Mutex::new(stamp))
@@ -253,9 +260,13 @@ impl Authenticator {
         });
         match loaded {
             Ok((set, count)) => {
+                let id = set.id;
                 if let Ok(mut keys) = self.keys.write() {
                     *keys = Arc::new(set);
                 }
+                // After the swap: a request that still reads the old id is
+                // one that started before the reload.
+                self.key_set_id.store(id, Ordering::Release);
                 *stamp = current;
                 tracing::info!(keys = count, file = %path.display(), "JWT keys reloaded");
                 true
@@ -297,10 +308,10 @@ impl Authenticator {
 
     fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
-        let key_set = self.key_set();
-        if let Some(hit) = cache::get(key_set.id, token, now) {
+        if let Some(hit) = cache::get(self.key_set_id.load(Ordering::Acquire), token, now) {
             return Ok(hit);
         }
+        let key_set = self.key_set();
         let (tenant, claims) = self.verify_with(&key_set, token)?;
         let leeway = self.validation.leeway;
         let claim = |name: &str| claims.0.get(name).and_then(serde_json::Value::as_u64);

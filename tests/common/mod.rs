@@ -445,14 +445,24 @@ impl Gateway {
         proc_status_kib(self.pid(), "VmRSS:")
     }
 
-    /// The value of one series on `/metrics`, 0 when absent.
-    pub fn metric(&self, series: &str) -> f64 {
+    /// The text of `/metrics`.
+    pub fn exposition(&self) -> String {
         let response = raw_http(
             self.addr(),
             b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         )
         .unwrap();
-        metric_value(&String::from_utf8_lossy(&response.body), series)
+        response.text()
+    }
+
+    /// The value of one series on `/metrics`, 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.exposition(), series)
+    }
+
+    /// Every sample on `/metrics`, parsed.
+    pub fn samples(&self) -> Vec<Sample> {
+        parse_exposition(&self.exposition())
     }
 }
 
@@ -595,17 +605,6 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
         });
     }
     samples
-}
-
-impl Gateway {
-    pub fn samples(&self) -> Vec<Sample> {
-        let response = raw_http(
-            self.addr(),
-            b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-        parse_exposition(&String::from_utf8_lossy(&response.body))
-    }
 }
 
 /// The value of the sample named `name` whose labels include `labels`.
