@@ -186,7 +186,7 @@ impl Gateway {
             extensions.insert(ConnectionGuard(open_connections.clone()));
         })
         .disable_signals()
-        .shutdown_timeout(server_settings.graceful_shutdown_timeout.as_secs())
+        .shutdown_timeout(whole_seconds_up(server_settings.graceful_shutdown_timeout))
         .client_request_timeout(server_settings.http_read_timeout);
         server = server.workers(workers);
         if worker_connection_limit > 0 {
@@ -286,6 +286,12 @@ async fn reload_on_change(
         }
         authenticator.reload_keys(force);
     }
+}
+
+/// actix takes the drain time in whole seconds: round up, so that `500ms`
+/// drains for a second instead of not at all.
+fn whole_seconds_up(duration: std::time::Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// Waits for whichever signal comes first and names it for the log.

@@ -107,6 +107,10 @@ async fn every_bad_token_is_401_counted_by_reason_and_never_forwarded() {
         ("audience", token(json!({"tenant_id": "t"}))),
         ("tenant", token(good(json!({"tenant_id": "a/b"})))),
         ("tenant", token(good(json!({"tenant_id": ".."})))),
+        ("tenant", token(good(json!({"tenant_id": "."})))),
+        ("tenant", token(good(json!({"tenant_id": ""})))),
+        // Cortex reads `a|b` as two tenants: a query across both.
+        ("tenant", token(good(json!({"tenant_id": "team-a|team-b"})))),
         ("tenant", token(good(json!({"tenant_id": "x".repeat(151)})))),
         ("tenant", token(good(json!({"tenant_id": 7})))),
         ("tenant", token(json!({"version": 1, "aud": "cortex"}))),

@@ -98,6 +98,11 @@ async fn client_tenant_headers_in_any_case_and_hop_by_hop_headers_are_dropped() 
         Some("gw"),
         "Host names the upstream"
     );
+    assert_eq!(
+        recorded.header("host"),
+        Some(upstream.addr.to_string().as_str()),
+        "Host names the upstream"
+    );
 }
 
 #[actix_rt::test]
@@ -299,6 +304,7 @@ async fn unrouted_and_non_canonical_paths_are_never_forwarded() {
     let token = tenant_token("team-a");
     let cases = [
         ("/ring", 404),
+        ("/shutdown", 404),
         ("/all_user_stats", 404),
         ("/config", 404),
         ("/flush", 404),

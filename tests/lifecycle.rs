@@ -120,3 +120,47 @@ fn sighup_without_anything_to_reload_does_not_stop_the_gateway() {
     );
     assert_eq!(get(&gateway, "/health").status, 200);
 }
+
+#[test]
+fn the_drain_ends_at_the_graceful_shutdown_timeout() {
+    let upstream = Upstream::start("q");
+    let mut gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT", "500ms")
+        .start();
+    upstream.set_reply(Reply {
+        delay: Duration::from_secs(20),
+        ..Reply::default()
+    });
+    let addr = gateway.addr();
+    let request = format!(
+        "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        tenant_token("team-a")
+    );
+    let in_flight = std::thread::spawn(move || raw_http(addr, request.as_bytes()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while upstream.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slow request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let signalled = std::time::Instant::now();
+    gateway.signal("TERM");
+    let status = gateway
+        .wait_exit(Duration::from_secs(10))
+        .expect("the gateway gives up on the slow request and exits");
+    assert!(status.success(), "exit status {status}");
+    let waited = signalled.elapsed();
+    // 500ms is rounded up to actix's whole second; far below the upstream's 20 s.
+    assert!(
+        waited >= Duration::from_millis(900),
+        "in-flight requests get their drain time, exited after {waited:?}"
+    );
+    let cut = in_flight.join().unwrap();
+    assert!(
+        cut.as_ref().map_or(true, |response| response.status != 200),
+        "the slow request is cut, not answered"
+    );
+}
