@@ -99,9 +99,9 @@ impl TargetMetrics {
         self.request_bytes.clone()
     }
 
-    /// The response byte counter, handed to the body stream that counts.
-    pub fn response_bytes_counter(&self) -> IntCounter {
-        self.response_bytes.clone()
+    /// Counts the response body bytes streamed back, once the body ends.
+    pub fn count_response_bytes(&self, bytes: u64) {
+        self.response_bytes.inc_by(bytes);
     }
 
     pub fn error(&self, kind: UpstreamErrorKind) {

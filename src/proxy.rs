@@ -156,7 +156,7 @@ impl Forwarder {
     /// answer back.
     pub async fn forward(
         &self,
-        target: &Target,
+        target: &web::Data<Target>,
         req: &HttpRequest,
         payload: web::Payload,
         tenant: &Tenant,
@@ -249,7 +249,7 @@ impl Forwarder {
             span.record("otel.status_code", "ERROR");
         }
         let completion = Completion {
-            counter: target.metrics.response_bytes_counter(),
+            target: web::Data::clone(target),
             bytes: 0,
             _inflight: inflight,
             access_log: tracing::enabled!(tracing::Level::DEBUG).then(|| AccessLog {
@@ -262,7 +262,11 @@ impl Forwarder {
                 started,
             }),
         };
-        Ok(stream_back(upstream_response, completion))
+        Ok(stream_back(
+            upstream_response,
+            completion,
+            req.method() == actix_web::http::Method::HEAD,
+        ))
     }
 }
 
@@ -298,7 +302,7 @@ struct AccessLog {
 /// Bookkeeping that ends with the response body: byte count, in-flight
 /// gauge, access log line.
 struct Completion {
-    counter: IntCounter,
+    target: web::Data<Target>,
     bytes: u64,
     _inflight: InflightGuard,
     access_log: Option<AccessLog>,
@@ -306,7 +310,7 @@ struct Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
-        self.counter.inc_by(self.bytes);
+        self.target.metrics.count_response_bytes(self.bytes);
         if let Some(log) = &self.access_log {
             tracing::debug!(
                 method = %log.method,
@@ -327,6 +331,8 @@ impl Drop for Completion {
 struct CountedBody<S> {
     inner: S,
     completion: Completion,
+    /// The upstream's `Content-Length`, when the body must have it (not for HEAD).
+    expected: Option<u64>,
 }
 
 impl<S, E> Stream for CountedBody<S>
@@ -337,8 +343,24 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.completion.bytes += chunk.len() as u64;
+        let cut = match &polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.completion.bytes += chunk.len() as u64;
+                false
+            }
+            Poll::Ready(Some(Err(_))) => true,
+            // awc ends a sized body early, without an error, when the
+            // upstream closes the connection before its Content-Length.
+            Poll::Ready(None) => self.expected.is_some_and(|n| self.completion.bytes < n),
+            Poll::Pending => false,
+        };
+        if cut {
+            // The upstream broke off after its head: the client's body is
+            // cut short (never padded), and the failure counted.
+            self.completion
+                .target
+                .metrics
+                .error(UpstreamErrorKind::Reset);
         }
         polled
     }
@@ -346,7 +368,11 @@ where
 
 /// The upstream's answer as the client's response: status, end-to-end
 /// headers and the body stream, unchanged.
-fn stream_back(mut upstream_response: awc::ClientResponse, completion: Completion) -> HttpResponse {
+fn stream_back(
+    mut upstream_response: awc::ClientResponse,
+    completion: Completion,
+    head_request: bool,
+) -> HttpResponse {
     let mut response = HttpResponse::build(upstream_response.status());
     let connection_named = connection_tokens(upstream_response.headers());
     for (name, value) in upstream_response.headers() {
@@ -364,11 +390,13 @@ fn stream_back(mut upstream_response: awc::ClientResponse, completion: Completio
     // For HEAD the upstream's payload is empty while its Content-Length
     // describes the GET body; a sized body of that length keeps the header
     // and actix writes no body bytes for HEAD.
+    let length = content_length(upstream_response.headers());
     let body = CountedBody {
         inner: upstream_response.take_payload(),
         completion,
+        expected: length.filter(|_| !head_request),
     };
-    match content_length(upstream_response.headers()) {
+    match length {
         Some(length) => response.body(SizedStream::new(length, body)),
         None => response.body(BodyStream::new(body)),
     }

@@ -332,6 +332,13 @@ fn a_response_cut_mid_body_is_cut_for_the_client_not_padded() {
         "the bytes that came, unchanged"
     );
     assert_eq!(get_health(&gateway), 200);
+    assert_eq!(
+        gateway.metric(
+            r#"cortex_gateway_upstream_errors_total{kind="reset",targetname="query_frontend"}"#
+        ),
+        1.0,
+        "the cut is counted"
+    );
 }
 
 #[test]

@@ -455,7 +455,7 @@ impl Gateway {
         response.text()
     }
 
-    /// The value of one series on `/metrics`, 0 when absent.
+    /// The value of one series on `/metrics` (see [`metric_value`]).
     pub fn metric(&self, series: &str) -> f64 {
         metric_value(&self.exposition(), series)
     }
@@ -483,6 +483,10 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap()
 }
 
+/// The value of `series`, written exactly as the exposition writes it
+/// (labels in alphabetical order). A series that is not there fails the
+/// test: every series the gateway exports exists from start-up, so a miss
+/// means a wrong name or label order, not a zero.
 pub fn metric_value(exposition: &str, series: &str) -> f64 {
     exposition
         .lines()
@@ -493,7 +497,7 @@ pub fn metric_value(exposition: &str, series: &str) -> f64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("no series {series} on /metrics"))
 }
 
 // ---- raw HTTP/1.1 ------------------------------------------------------------
