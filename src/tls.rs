@@ -142,7 +142,11 @@ impl ReloadingCertificate {
                 if let Ok(mut current) = self.current.write() {
                     *current = (key, stamp);
                 }
-                tracing::info!(cert = %self.settings.cert_path.display(), "TLS certificate reloaded");
+                tracing::info!(
+                    cert = %self.settings.cert_path.display(),
+                    trigger = reload_trigger(force),
+                    "TLS certificate reloaded"
+                );
                 true
             }
             Err(e) => {
@@ -285,4 +289,14 @@ impl ServerCertVerifier for NoVerification {
 /// matching), so `check-config` catches what serving would.
 pub fn check(settings: &ServerTlsSettings) -> Result<(), TlsError> {
     server_config(settings).map(drop)
+}
+
+/// What a reload log line names as its cause: the operator's signal, or
+/// the poll that noticed the file change.
+pub(crate) fn reload_trigger(force: bool) -> &'static str {
+    if force {
+        "SIGHUP"
+    } else {
+        "file change"
+    }
 }

@@ -268,7 +268,12 @@ impl Authenticator {
                 // one that started before the reload.
                 self.key_set_id.store(id, Ordering::Release);
                 *stamp = current;
-                tracing::info!(keys = count, file = %path.display(), "JWT keys reloaded");
+                tracing::info!(
+                    keys = count,
+                    file = %path.display(),
+                    trigger = crate::tls::reload_trigger(force),
+                    "JWT keys reloaded"
+                );
                 true
             }
             Err(error) => {

@@ -473,6 +473,28 @@ impl Drop for Gateway {
     }
 }
 
+/// How many log lines carry `message` and name `trigger` as its cause.
+pub fn reload_lines(gateway: &Gateway, message: &str, trigger: &str) -> usize {
+    gateway
+        .logs()
+        .lines()
+        .filter(|line| line.contains(message) && line.contains(trigger))
+        .count()
+}
+
+/// Waits (up to 5 s) until the gateway has logged `text`.
+pub fn wait_for_log(gateway: &Gateway, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gateway.logs().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "never logged {text:?}:\n{}",
+            gateway.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
