@@ -5,11 +5,8 @@
 //! they arrive and response chunks go back the same way, so memory does not
 //! grow with a body's size and `Content-Encoding: snappy` bytes arrive as sent.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
-use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -208,11 +205,9 @@ impl Forwarder {
 
         target.metrics.forwarded();
         let inflight = target.metrics.inflight();
-        let exceeded = Rc::new(Cell::new(false));
         let payload = LimitedBody {
             inner: payload,
             remaining: limit,
-            exceeded: exceeded.clone(),
             forwarded: 0,
             counter: target.metrics.request_bytes_counter(),
         };
@@ -230,7 +225,14 @@ impl Forwarder {
         .await;
         let upstream_response = match sent {
             Ok(response) => response,
-            Err(_) if exceeded.get() => return Err(ProxyError::BodyTooLarge { limit }),
+            Err(SendRequestError::Body(error))
+                if matches!(
+                    error.downcast_ref::<RequestBodyError>(),
+                    Some(RequestBodyError::TooLarge)
+                ) =>
+            {
+                return Err(ProxyError::BodyTooLarge { limit })
+            }
             Err(error) => {
                 let (error, kind) = ProxyError::from_send(&target.name, error);
                 if let Some(kind) = kind {
@@ -402,12 +404,21 @@ fn stream_back(
     }
 }
 
+/// Why the client's body stopped; awc hands it back in
+/// `SendRequestError::Body`, where the too-large case is recognised.
+#[derive(Debug, thiserror::Error)]
+enum RequestBodyError {
+    #[error("request body too large")]
+    TooLarge,
+    #[error(transparent)]
+    Client(#[from] PayloadError),
+}
+
 /// The client's body, cut off with an error once it grows past the limit.
 /// The error aborts the upstream request, so the rest is never forwarded.
 struct LimitedBody<S> {
     inner: S,
     remaining: u64,
-    exceeded: Rc<Cell<bool>>,
     forwarded: u64,
     counter: IntCounter,
 }
@@ -422,21 +433,20 @@ impl<S> Stream for LimitedBody<S>
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
-    type Item = Result<Bytes, io::Error>;
+    type Item = Result<Bytes, RequestBodyError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 let len = chunk.len() as u64;
                 if len > self.remaining {
-                    self.exceeded.set(true);
-                    return Poll::Ready(Some(Err(io::Error::other("request body too large"))));
+                    return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
                 }
                 self.remaining -= len;
                 self.forwarded += len;
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(io::Error::other(error)))),
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

@@ -232,7 +232,7 @@ impl Gateway {
         ));
         let handle: ServerHandle = server.handle();
         actix_web::rt::spawn(async move {
-            let signal = tokio_select(terminate.recv(), interrupt.recv()).await;
+            let signal = first_signal(terminate.recv(), interrupt.recv()).await;
             lifecycle.begin_shutdown();
             tracing::info!(
                 signal,
@@ -295,7 +295,7 @@ fn whole_seconds_up(duration: std::time::Duration) -> u64 {
 }
 
 /// Waits for whichever signal comes first and names it for the log.
-async fn tokio_select(
+async fn first_signal(
     terminate: impl std::future::Future<Output = Option<()>>,
     interrupt: impl std::future::Future<Output = Option<()>>,
 ) -> &'static str {
