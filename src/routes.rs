@@ -42,13 +42,18 @@ const RULER_PREFIXES: &[&str] = &[
     "/api/prom/rules",
     "/api/prom/api/v1/rules",
     "/api/prom/api/v1/alerts",
+    // Tenant-scoped; the rest of `/ruler/` (`rule_groups`, `ring`) lists
+    // every tenant and is never routed.
+    "/ruler/delete_tenant_config",
 ];
 
 const ALERTMANAGER_PREFIXES: &[&str] = &[
     "/alertmanager",
     "/api/v1/alerts",
     "/api/prom/alertmanager",
-    "/multitenant_alertmanager",
+    // Tenant-scoped; the rest of `/multitenant_alertmanager/` (`configs`,
+    // `status`, `ring`) lists or changes every tenant and is never routed.
+    "/multitenant_alertmanager/delete_tenant_config",
 ];
 
 const QUERY_FRONTEND_PREFIXES: &[&str] = &["/api", "/prometheus"];
@@ -262,9 +267,22 @@ mod tests {
         assert_eq!(t("/api/v1/alerts").as_deref(), Some("alertmanager"));
         assert_eq!(t("/alertmanager").as_deref(), Some("alertmanager"));
         assert_eq!(
-            t("/multitenant_alertmanager/status").as_deref(),
+            t("/multitenant_alertmanager/delete_tenant_config").as_deref(),
             Some("alertmanager")
         );
+        assert_eq!(t("/ruler/delete_tenant_config").as_deref(), Some("ruler"));
+        // Everything else below them lists or changes every tenant.
+        for admin in [
+            "/multitenant_alertmanager/status",
+            "/multitenant_alertmanager/configs",
+            "/multitenant_alertmanager/ring",
+            "/multitenant_alertmanager",
+            "/ruler/rule_groups",
+            "/ruler/ring",
+            "/ruler",
+        ] {
+            assert_eq!(t(admin), None, "{admin}");
+        }
         assert_eq!(t("/api/v1/alertsfoo").as_deref(), Some("query_frontend"));
     }
 

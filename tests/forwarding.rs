@@ -229,7 +229,8 @@ async fn ruler_and_alertmanager_routes_fall_back_to_the_query_frontend() {
         "/api/prom/rules/ns",
         "/alertmanager/api/v2/status",
         "/api/v1/alerts",
-        "/multitenant_alertmanager/status",
+        "/multitenant_alertmanager/delete_tenant_config",
+        "/ruler/delete_tenant_config",
     ] {
         let response = client()
             .get(gateway.url(path))
@@ -278,7 +279,12 @@ async fn routes_send_each_path_to_its_upstream() {
         ("GET", "/alertmanager/api/v2/status", "alertmanager"),
         ("GET", "/alertmanager/", "alertmanager"),
         ("POST", "/api/v1/alerts", "alertmanager"),
-        ("GET", "/multitenant_alertmanager/status", "alertmanager"),
+        (
+            "POST",
+            "/multitenant_alertmanager/delete_tenant_config",
+            "alertmanager",
+        ),
+        ("POST", "/ruler/delete_tenant_config", "ruler"),
         ("POST", "/loki/api/v1/push", "loki"),
     ];
     for (method, path, expected) in cases {
