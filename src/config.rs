@@ -226,6 +226,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// `host[:port]`, as the `Host` header names it.
+    pub fn authority(&self) -> &str {
+        self.origin
+            .split_once("://")
+            .map_or(self.origin.as_str(), |(_, authority)| authority)
+    }
+
     /// Parses an absolute `http://` or `https://` address.
     pub fn parse(address: &str) -> Result<Self, String> {
         let uri: Uri = address

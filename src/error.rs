@@ -35,7 +35,9 @@ impl ResponseError for GatewayError {
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Route(RouteError::NotCanonical(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
+            GatewayError::Route(RouteError::MethodNotAllowed(_)) => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Proxy(error) => error.status_code(),
+            GatewayError::Limit(LimitError::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
             GatewayError::Limit(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -57,6 +59,12 @@ impl ResponseError for GatewayError {
             }
             GatewayError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            GatewayError::Route(RouteError::MethodNotAllowed(_)) => {
+                response.insert_header((
+                    header::ALLOW,
+                    HeaderValue::from_static(crate::routes::ALLOWED_METHODS),
+                ));
             }
             _ => {}
         }

@@ -17,3 +17,4 @@ pub mod routes;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod upstream;

@@ -28,9 +28,12 @@ use crate::config::ServerSettings;
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 
-/// Why a request head was refused; answered 431.
+/// Why a request head was refused; answered 414 for the request line,
+/// 431 for the header fields.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
+    #[error("request line is larger than server.max_request_header_size ({limit} bytes)")]
+    UriTooLong { limit: usize },
     #[error("request head is larger than server.max_request_header_size ({limit} bytes)")]
     HeaderTooLarge { limit: usize },
     #[error("request has more header fields than server.max_request_headers ({limit})")]
@@ -80,6 +83,11 @@ impl HeadLimits {
             + uri.path_and_query().map_or(0, |p| p.as_str().len())
             + " HTTP/1.1\r\n\r\n".len()
             + 1;
+        if size > self.max_size {
+            return Err(LimitError::UriTooLong {
+                limit: self.max_size,
+            });
+        }
         for (name, value) in head.headers().iter() {
             size += name.as_str().len() + value.len() + ": \r\n".len();
         }
@@ -106,7 +114,9 @@ impl HeadLimits {
             ),
             Err(error) => {
                 match error {
-                    LimitError::HeaderTooLarge { .. } => self.header_too_large.inc(),
+                    LimitError::HeaderTooLarge { .. } | LimitError::UriTooLong { .. } => {
+                        self.header_too_large.inc()
+                    }
                     LimitError::TooManyHeaders { .. } => self.too_many_headers.inc(),
                 }
                 // Before authentication: anyone can trigger this, so it is

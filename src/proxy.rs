@@ -9,16 +9,16 @@ use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::{StatusCode, Version};
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use awc::error::{ConnectError, SendRequestError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::Stream;
+use hyper::body::{Frame, SizeHint};
 use opentelemetry::trace::TraceContextExt;
 use prometheus::IntCounter;
 use tracing::Instrument;
@@ -28,6 +28,7 @@ use crate::auth::Tenant;
 use crate::config::{ProxySettings, Upstream};
 use crate::metrics::{InflightGuard, TargetMetrics, UpstreamErrorKind};
 use crate::telemetry::HeaderInjector;
+use crate::upstream::{ResponseBody, UpstreamClient, UpstreamError};
 
 /// The header Cortex reads the tenant from.
 pub const ORG_ID_HEADER: HeaderName = HeaderName::from_static("x-scope-orgid");
@@ -74,29 +75,33 @@ impl ProxyError {
         }
     }
 
-    /// Classifies an awc error; the kind is `None` when the client, not the
-    /// upstream, is at fault.
-    fn from_send(upstream: &str, error: SendRequestError) -> (Self, Option<UpstreamErrorKind>) {
+    /// Classifies an upstream failure; the kind is `None` when the client,
+    /// not the upstream, is at fault.
+    fn from_upstream(upstream: &str, error: UpstreamError) -> (Self, Option<UpstreamErrorKind>) {
         let upstream = upstream.to_owned();
         match error {
-            SendRequestError::Timeout => (
+            UpstreamError::Timeout => (
                 ProxyError::Timeout { upstream },
                 Some(UpstreamErrorKind::Timeout),
             ),
-            SendRequestError::Connect(ConnectError::Timeout) => (
+            UpstreamError::ConnectTimeout => (
                 ProxyError::Unreachable { upstream },
                 Some(UpstreamErrorKind::Timeout),
             ),
-            SendRequestError::Connect(_) => (
+            UpstreamError::Connect(_) | UpstreamError::Tls(_) => (
                 ProxyError::Unreachable { upstream },
                 Some(UpstreamErrorKind::Connect),
             ),
-            SendRequestError::Body(_) => (ProxyError::ClientBody, None),
-            SendRequestError::Send(_) => (
+            UpstreamError::RequestBody(_) => (ProxyError::ClientBody, None),
+            UpstreamError::Failed(error) if error.is_parse() => (
+                ProxyError::Failed { upstream },
+                Some(UpstreamErrorKind::Protocol),
+            ),
+            UpstreamError::Failed(_) => (
                 ProxyError::Failed { upstream },
                 Some(UpstreamErrorKind::Reset),
             ),
-            _ => (
+            UpstreamError::Protocol(_) => (
                 ProxyError::Failed { upstream },
                 Some(UpstreamErrorKind::Protocol),
             ),
@@ -113,10 +118,10 @@ pub struct Target {
     pub route_label: String,
 }
 
-/// Forwards requests for one worker. `awc::Client` is not `Send`, so each
-/// worker owns a forwarder, with its own connection pool to the upstreams.
+/// Forwards requests for one worker, with the worker's own connections to
+/// the upstreams.
 pub struct Forwarder {
-    client: awc::Client,
+    client: UpstreamClient<OutgoingBody>,
     max_request_body_size: u64,
     credential_headers: Vec<HeaderName>,
     inject_trace_context: bool,
@@ -130,19 +135,8 @@ impl Forwarder {
         tls: Arc<rustls::ClientConfig>,
         inject_trace_context: bool,
     ) -> Self {
-        let connector = awc::Connector::new()
-            .timeout(settings.connect_timeout)
-            .max_http_version(Version::HTTP_11)
-            .conn_keep_alive(Duration::from_secs(30))
-            .rustls_0_23(tls);
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(settings.timeout)
-            .disable_redirects()
-            .no_default_headers()
-            .finish();
         Self {
-            client,
+            client: UpstreamClient::new(tls, settings.connect_timeout, settings.timeout),
             max_request_body_size,
             credential_headers,
             inject_trace_context,
@@ -159,28 +153,15 @@ impl Forwarder {
         tenant: &Tenant,
     ) -> Result<HttpResponse, ProxyError> {
         let limit = self.max_request_body_size;
-        let body = request_body_length(req.headers());
-        if let RequestBody::Sized(length) = body {
+        let length = request_body_length(req.headers());
+        if let RequestBody::Sized(length) = length {
             if length > limit {
                 return Err(ProxyError::BodyTooLarge { limit });
             }
         }
-        let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let mut url = String::with_capacity(
-            target.upstream.origin.len() + target.upstream.path_prefix.len() + path_and_query.len(),
-        );
-        url.push_str(&target.upstream.origin);
-        url.push_str(&target.upstream.path_prefix);
-        url.push_str(path_and_query);
-
-        let mut outgoing = self
-            .client
-            .request(req.method().clone(), url)
-            .no_decompress();
-        copy_request_headers(req, outgoing.headers_mut(), &self.credential_headers);
-        outgoing
-            .headers_mut()
-            .insert(ORG_ID_HEADER, tenant.header_value().clone());
+        let mut headers = HeaderMap::new();
+        copy_request_headers(req, &mut headers, &self.credential_headers);
+        headers.insert(ORG_ID_HEADER, tenant.header_value().clone());
 
         // Without an exporter nobody would see the span: skip its cost.
         let span = if self.inject_trace_context {
@@ -199,52 +180,56 @@ impl Forwarder {
         if self.inject_trace_context {
             let context = span.context();
             opentelemetry::global::get_text_map_propagator(|propagator| {
-                propagator.inject_context(&context, &mut HeaderInjector(outgoing.headers_mut()))
+                propagator.inject_context(&context, &mut HeaderInjector(&mut headers))
             });
         }
 
         target.metrics.forwarded();
         let inflight = target.metrics.inflight();
-        let payload = LimitedBody {
+        let body = LimitedBody {
             inner: payload,
             remaining: limit,
             forwarded: 0,
             counter: target.metrics.request_bytes_counter(),
         };
+        let body = match length {
+            RequestBody::Sized(length) => OutgoingBody::Stream {
+                body,
+                length: Some(length),
+            },
+            RequestBody::Chunked => OutgoingBody::Stream { body, length: None },
+            RequestBody::None => OutgoingBody::Empty,
+        };
+        let outgoing = upstream_request(req, &target.upstream, &headers, body);
         let started = Instant::now();
-        let sent = async {
-            match body {
-                RequestBody::Sized(length) => {
-                    outgoing.send_body(SizedStream::new(length, payload)).await
-                }
-                RequestBody::Chunked => outgoing.send_stream(payload).await,
-                RequestBody::None => outgoing.send().await,
-            }
-        }
-        .instrument(span.clone())
-        .await;
+        let sent = self
+            .client
+            .send(&target.upstream, outgoing)
+            .instrument(span.clone())
+            .await;
         let upstream_response = match sent {
             Ok(response) => response,
-            Err(SendRequestError::Body(error))
-                if matches!(
-                    error.downcast_ref::<RequestBodyError>(),
-                    Some(RequestBodyError::TooLarge)
-                ) =>
+            Err(UpstreamError::RequestBody(error))
+                if std::error::Error::source(&error)
+                    .and_then(|cause| cause.downcast_ref::<RequestBodyError>())
+                    .is_some_and(|cause| matches!(cause, RequestBodyError::TooLarge)) =>
             {
                 return Err(ProxyError::BodyTooLarge { limit })
             }
             Err(error) => {
-                let (error, kind) = ProxyError::from_send(&target.name, error);
+                let detail = error.to_string();
+                let (error, kind) = ProxyError::from_upstream(&target.name, error);
                 if let Some(kind) = kind {
                     target.metrics.error(kind);
                 }
                 target.metrics.observe("error", started.elapsed());
                 span.record("otel.status_code", "ERROR");
-                tracing::warn!(parent: &span, upstream = %target.name, error = %error, "forwarding failed");
+                tracing::warn!(parent: &span, upstream = %target.name, error = %error, %detail, "forwarding failed");
                 return Err(error);
             }
         };
-        let status = upstream_response.status();
+        let status = StatusCode::from_u16(upstream_response.status().as_u16())
+            .expect("hyper only parses status codes from 100 to 999");
         target.metrics.observe(status.as_str(), started.elapsed());
         span.record("http.response.status_code", status.as_u16());
         if status.is_server_error() {
@@ -265,11 +250,46 @@ impl Forwarder {
             }),
         };
         Ok(stream_back(
+            status,
             upstream_response,
             completion,
             req.method() == actix_web::http::Method::HEAD,
         ))
     }
+}
+
+/// The request as the upstream gets it: same method, path (behind the
+/// upstream's own prefix) and query; `headers` as the header policy left
+/// them; `Host` naming the upstream.
+fn upstream_request(
+    req: &HttpRequest,
+    upstream: &Upstream,
+    headers: &HeaderMap,
+    body: OutgoingBody,
+) -> hyper::Request<OutgoingBody> {
+    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut target = String::with_capacity(upstream.path_prefix.len() + path_and_query.len());
+    target.push_str(&upstream.path_prefix);
+    target.push_str(path_and_query);
+    let mut outgoing = hyper::Request::new(body);
+    *outgoing.method_mut() = hyper::Method::from_bytes(req.method().as_str().as_bytes())
+        .expect("actix parsed the same method token");
+    *outgoing.uri_mut() = hyper::Uri::try_from(target).expect("actix parsed the same target");
+    let out = outgoing.headers_mut();
+    out.reserve(headers.len() + 1);
+    if let Ok(host) = hyper::header::HeaderValue::from_str(upstream.authority()) {
+        out.insert(hyper::header::HOST, host);
+    }
+    for (name, value) in headers {
+        // Both sides validated the same bytes; a conversion cannot fail.
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            hyper::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    outgoing
 }
 
 /// The trace id for log lines: our span's when traces are exported,
@@ -351,8 +371,7 @@ where
                 false
             }
             Poll::Ready(Some(Err(_))) => true,
-            // awc ends a sized body early, without an error, when the
-            // upstream closes the connection before its Content-Length.
+            // A sized body that ends short of its Content-Length was cut.
             Poll::Ready(None) => self.expected.is_some_and(|n| self.completion.bytes < n),
             Poll::Pending => false,
         };
@@ -371,30 +390,42 @@ where
 /// The upstream's answer as the client's response: status, end-to-end
 /// headers and the body stream, unchanged.
 fn stream_back(
-    mut upstream_response: awc::ClientResponse,
+    status: StatusCode,
+    upstream_response: hyper::Response<ResponseBody<OutgoingBody>>,
     completion: Completion,
     head_request: bool,
 ) -> HttpResponse {
-    let mut response = HttpResponse::build(upstream_response.status());
-    let connection_named = connection_tokens(upstream_response.headers());
-    for (name, value) in upstream_response.headers() {
-        if forwardable(name, &connection_named) {
-            response.append_header((name.clone(), value.clone()));
+    let (parts, body) = upstream_response.into_parts();
+    let mut response = HttpResponse::build(status);
+    let connection_named = connection_tokens(
+        parts
+            .headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .map(|value| value.as_bytes()),
+    );
+    let mut length = None;
+    for (name, value) in &parts.headers {
+        if name == hyper::header::CONTENT_LENGTH {
+            length = value.to_str().ok().and_then(|v| v.parse::<u64>().ok());
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            if forwardable(&name, &connection_named) {
+                response.append_header((name, value));
+            }
         }
     }
-    let status = upstream_response.status();
-    if status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return response.body(());
     }
     // For HEAD the upstream's payload is empty while its Content-Length
     // describes the GET body; a sized body of that length keeps the header
     // and actix writes no body bytes for HEAD.
-    let length = content_length(upstream_response.headers());
     let body = CountedBody {
-        inner: upstream_response.take_payload(),
+        inner: body,
         completion,
         expected: length.filter(|_| !head_request),
     };
@@ -404,8 +435,9 @@ fn stream_back(
     }
 }
 
-/// Why the client's body stopped; awc hands it back in
-/// `SendRequestError::Body`, where the too-large case is recognised.
+/// Why the client's body stopped; the upstream client hands it back as the
+/// source of `UpstreamError::RequestBody`, where the too-large case is
+/// recognised.
 #[derive(Debug, thiserror::Error)]
 enum RequestBodyError {
     #[error("request body too large")]
@@ -453,6 +485,49 @@ where
     }
 }
 
+/// The client's body as hyper sends it: nothing, or the counted and
+/// limited stream with the length the client declared (chunked without).
+enum OutgoingBody {
+    Empty,
+    Stream {
+        body: LimitedBody<web::Payload>,
+        length: Option<u64>,
+    },
+}
+
+impl hyper::body::Body for OutgoingBody {
+    type Data = Bytes;
+    type Error = RequestBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+        match self.get_mut() {
+            OutgoingBody::Empty => Poll::Ready(None),
+            OutgoingBody::Stream { body, .. } => Pin::new(body)
+                .poll_next(cx)
+                .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, OutgoingBody::Empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            OutgoingBody::Empty => SizeHint::with_exact(0),
+            OutgoingBody::Stream {
+                length: Some(length),
+                ..
+            } => SizeHint::with_exact(*length),
+            OutgoingBody::Stream { length: None, .. } => SizeHint::default(),
+        }
+    }
+}
+
+/// How the client framed its body.
 enum RequestBody {
     Sized(u64),
     Chunked,
@@ -479,13 +554,22 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Header names listed in `Connection`, which are hop-by-hop for this message.
-fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .filter_map(|value| value.to_str().ok())
+fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<HeaderName> {
+    values
+        .filter_map(|value| std::str::from_utf8(value).ok())
         .flat_map(|value| value.split(','))
         .filter_map(|token| HeaderName::try_from(token.trim()).ok())
         .collect()
+}
+
+/// Whether two header names are the same once `_` is read as `-`: CGI and
+/// WSGI servers, NGINX with `underscores_in_headers` and some sidecars do,
+/// so `X_Scope_OrgID` must be dropped like `X-Scope-OrgID` (names are
+/// already lower case).
+fn same_header(name: &HeaderName, other: &HeaderName) -> bool {
+    let (name, other) = (name.as_str().as_bytes(), other.as_str().as_bytes());
+    let dash = |byte: u8| if byte == b'_' { b'-' } else { byte };
+    name.len() == other.len() && name.iter().zip(other).all(|(&a, &b)| dash(a) == dash(b))
 }
 
 fn forwardable(name: &HeaderName, connection_named: &[HeaderName]) -> bool {
@@ -493,19 +577,24 @@ fn forwardable(name: &HeaderName, connection_named: &[HeaderName]) -> bool {
 }
 
 /// Copies the client's end-to-end headers. Credentials, the client's own
-/// `X-Scope-OrgID` (in any letter case: header names are case-insensitive)
-/// and `Expect` (actix answers `100-continue` itself) stay behind.
-/// `X-Forwarded-For` gets the client's address appended.
+/// `X-Scope-OrgID` and `Expect` (actix answers `100-continue` itself) stay
+/// behind; `X-Forwarded-For` gets the client's address appended.
 fn copy_request_headers(req: &HttpRequest, out: &mut HeaderMap, credential_headers: &[HeaderName]) {
     let incoming = req.headers();
-    let connection_named = connection_tokens(incoming);
+    let connection_named = connection_tokens(
+        incoming
+            .get_all(header::CONNECTION)
+            .map(|value| value.as_bytes()),
+    );
     for (name, value) in incoming {
         if !forwardable(name, &connection_named)
-            || name == header::AUTHORIZATION
-            || name == ORG_ID_HEADER
             || name == header::EXPECT
             || name == X_FORWARDED_FOR
-            || credential_headers.contains(name)
+            || same_header(name, &ORG_ID_HEADER)
+            || same_header(name, &header::AUTHORIZATION)
+            || credential_headers
+                .iter()
+                .any(|credential| same_header(name, credential))
         {
             continue;
         }
@@ -542,6 +631,10 @@ mod tests {
             .insert_header(("Authorization", "Bearer secret.token.here"))
             .insert_header(("X-Scope-OrgID", "evil"))
             .insert_header(("x-scope-orgid", "evil2"))
+            .insert_header(("X_Scope_OrgID", "evil3"))
+            .insert_header(("x-scope_orgid", "evil4"))
+            .insert_header(("X_Auth_Token", "yet.another.token"))
+            .insert_header(("X-Scope-OrgIDs", "kept"))
             .insert_header(("X-Auth-Token", "another.secret.token"))
             .insert_header(("Connection", "keep-alive, X-Private"))
             .insert_header(("X-Private", "hop"))
@@ -558,7 +651,10 @@ mod tests {
         for dropped in [
             "authorization",
             "x-scope-orgid",
+            "x_scope_orgid",
+            "x-scope_orgid",
             "x-auth-token",
+            "x_auth_token",
             "connection",
             "x-private",
             "keep-alive",
@@ -568,6 +664,7 @@ mod tests {
                 "{dropped} must not be forwarded"
             );
         }
+        assert_eq!(out.get("x-scope-orgids").unwrap(), "kept");
         assert_eq!(out.get("content-encoding").unwrap(), "snappy");
         assert_eq!(
             out.get("x-prometheus-remote-write-version").unwrap(),

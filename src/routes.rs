@@ -16,6 +16,22 @@ pub enum RouteError {
     /// Refused with 404: nothing is routed there.
     #[error("no route for this path")]
     NotFound,
+    /// Refused with 405: `CONNECT` would open a tunnel past the route
+    /// table, `TRACE` would echo the client's credentials back.
+    #[error("method {0} is not allowed")]
+    MethodNotAllowed(&'static str),
+}
+
+/// The methods [`check_method`] lets through, for the `Allow` header of a 405.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// Refuses the methods that must never be forwarded, whatever the path.
+pub fn check_method(method: &actix_web::http::Method) -> Result<(), RouteError> {
+    match method.as_str() {
+        "CONNECT" => Err(RouteError::MethodNotAllowed("CONNECT")),
+        "TRACE" => Err(RouteError::MethodNotAllowed("TRACE")),
+        _ => Ok(()),
+    }
 }
 
 /// One forwarding rule.

@@ -328,17 +328,20 @@ impl HttpServiceFactory for ForwardRoute {
     }
 }
 
-/// A request, top to bottom: the `Tenant` extractor has authenticated it;
-/// the path must be canonical; the resource it matched names the upstream;
-/// the proxy forwards it and streams the answer back.
+/// A request, top to bottom: the method must be one that is forwarded; the
+/// `Tenant` extractor has authenticated it; the path must be canonical; the
+/// resource it matched names the upstream; the proxy forwards it and
+/// streams the answer back.
 async fn forward(
     req: HttpRequest,
-    tenant: Tenant,
+    tenant: Result<Tenant, GatewayError>,
     payload: web::Payload,
     target: web::Data<Target>,
     forwarder: web::Data<Forwarder>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, GatewayError> {
+    routes::check_method(req.method())?;
+    let tenant = tenant?;
     routes::check_canonical(req.uri().path())?;
     let root_span = tracing::Span::current();
     root_span.record("tenant", tenant.as_str());
@@ -414,6 +417,7 @@ where
 
 /// Everything outside the route table: never forwarded, never authenticated.
 async fn not_routed(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    routes::check_method(req.method())?;
     routes::check_canonical(req.uri().path())?;
     Err(RouteError::NotFound.into())
 }

@@ -1,0 +1,400 @@
+//! Upstream connections: hyper's HTTP/1.1 client under a small pool of our
+//! own, one per worker.
+//!
+//! The pool exists for one rule: a response only ever reaches the request it
+//! answers. A connection goes back to the pool only after a cleanly framed
+//! response (`Content-Length` or chunked, not both) was read to its end;
+//! hyper then refuses to keep a connection whose read buffer holds anything
+//! more (`Conn::require_empty_read`), and skips interim `1xx` responses
+//! itself. Anything else (a body framed by close, `Transfer-Encoding`
+//! without `chunked`, `Content-Length` beside `Transfer-Encoding`, a `101`,
+//! a body the client stopped reading) closes the connection. awc could not
+//! promise this: it took a `103` for the final response and pooled the
+//! connection with the real one still coming (README, "Upstream
+//! connections").
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::Upstream;
+
+/// Idle connections kept per upstream and worker; more are closed.
+const MAX_IDLE_PER_UPSTREAM: usize = 100;
+/// How long a connection may sit idle before it is closed rather than
+/// reused; below the keep-alive timeout of common upstreams (Go's is 90 s,
+/// Cortex's server 5 min), so that we close first instead of racing them.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connecting to the upstream timed out")]
+    ConnectTimeout,
+    #[error("cannot connect to the upstream: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS handshake with the upstream failed: {0}")]
+    Tls(std::io::Error),
+    #[error("the upstream sent no response head in time")]
+    Timeout,
+    /// The request body (the caller's stream) failed; the caller finds its
+    /// own error as the source.
+    #[error("request body failed")]
+    RequestBody(hyper::Error),
+    #[error("the upstream connection failed: {0}")]
+    Failed(hyper::Error),
+    /// A response the gateway must not pass on: its framing is ambiguous or
+    /// it switches protocols nobody asked for.
+    #[error("the upstream sent an unacceptable response: {0}")]
+    Protocol(&'static str),
+}
+
+/// Where to connect for an upstream, derived once per connection.
+struct Endpoint<'a> {
+    tls: bool,
+    host: &'a str,
+    port: u16,
+}
+
+impl<'a> Endpoint<'a> {
+    fn of(upstream: &'a Upstream) -> Self {
+        let tls = upstream.origin.starts_with("https://");
+        let authority = upstream.authority();
+        let default_port = if tls { 443 } else { 80 };
+        // `[v6]:port`, `[v6]`, `host:port` or `host`.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                (host, port.parse().unwrap_or(default_port))
+            }
+            _ => (authority, default_port),
+        };
+        Self {
+            tls,
+            host: host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        }
+    }
+}
+
+/// An idle connection and since when it has been idle.
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+/// The idle connections of one worker, by upstream origin.
+struct Pool<B> {
+    idle: RefCell<HashMap<String, VecDeque<Idle<B>>>>,
+}
+
+impl<B> Pool<B> {
+    /// Takes the most recently used live connection, closing expired ones.
+    fn take(&self, origin: &str) -> Option<SendRequest<B>> {
+        let mut idle = self.idle.borrow_mut();
+        let connections = idle.get_mut(origin)?;
+        while let Some(connection) = connections.pop_back() {
+            if connection.since.elapsed() < IDLE_TIMEOUT && !connection.sender.is_closed() {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read cleanly to its end.
+    fn put(&self, origin: &str, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let connections = match idle.get_mut(origin) {
+            Some(connections) => connections,
+            None => idle.entry(origin.to_owned()).or_default(),
+        };
+        while connections
+            .front()
+            .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
+            || connections.len() >= MAX_IDLE_PER_UPSTREAM
+        {
+            connections.pop_front();
+        }
+        connections.push_back(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    }
+}
+
+/// One worker's client for every upstream. Not `Send`: the connections
+/// are driven on the worker's own runtime, beside the requests using them.
+pub struct UpstreamClient<B> {
+    pool: Rc<Pool<B>>,
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl<B> UpstreamClient<B>
+where
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// `timeout` bounds the wait for a response head once the request is
+    /// on its way, `connect_timeout` the TCP and TLS set-up.
+    pub fn new(
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            pool: Rc::new(Pool {
+                idle: RefCell::default(),
+            }),
+            tls: TlsConnector::from(tls),
+            connect_timeout,
+            timeout,
+        }
+    }
+
+    /// Sends `request` (origin-form URI, `Host` already set) to `upstream`
+    /// and returns the response head with its body, which hands the
+    /// connection back to the pool when it was read cleanly to its end.
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody<B>>, UpstreamError> {
+        let head_request = request.method() == Method::HEAD;
+        let mut request = request;
+        // A pooled connection the upstream closed a moment ago fails before
+        // anything is sent; hyper hands the request back for another try.
+        let (sender, response) = loop {
+            let (mut sender, fresh) = match self.pool.take(&upstream.origin) {
+                Some(sender) => (sender, false),
+                None => (self.connect(upstream).await?, true),
+            };
+            let outcome = match sender.ready().await {
+                Ok(()) => sender.try_send_request(request),
+                Err(_) if !fresh => continue,
+                Err(error) => return Err(UpstreamError::Failed(error)),
+            };
+            match actix_rt::time::timeout(self.timeout, outcome).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Ok(response)) => break (sender, response),
+                Ok(Err(mut error)) => match error.take_message() {
+                    Some(unsent) if !fresh => request = unsent,
+                    _ => return Err(request_error(error.into_error())),
+                },
+            }
+        };
+        let status = response.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(UpstreamError::Protocol("101 Switching Protocols"));
+        }
+        let headers = response.headers();
+        let chunked = headers.contains_key(TRANSFER_ENCODING);
+        if chunked && headers.contains_key(CONTENT_LENGTH) {
+            // RFC 9112 §6.3: a sign of response splitting; NGINX answers 502 too.
+            return Err(UpstreamError::Protocol(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        // hyper closes a connection whose body ends with the connection or
+        // whose Transfer-Encoding is not chunked; not pooling it is explicit.
+        let framed = head_request
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+            || headers.contains_key(CONTENT_LENGTH)
+            || (chunked && transfer_encoding_ends_chunked(headers));
+        let (parts, incoming) = response.into_parts();
+        let checkout = framed.then(|| Checkout {
+            sender,
+            pool: Rc::clone(&self.pool),
+            origin: upstream.origin.clone(),
+        });
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody { incoming, checkout },
+        ))
+    }
+
+    /// Opens a connection (TCP, then TLS for `https://`) and starts hyper's
+    /// connection task on this worker.
+    async fn connect(&self, upstream: &Upstream) -> Result<SendRequest<B>, UpstreamError> {
+        let endpoint = Endpoint::of(upstream);
+        let connecting = async {
+            let stream = TcpStream::connect((endpoint.host, endpoint.port))
+                .await
+                .map_err(UpstreamError::Connect)?;
+            // Request heads and small bodies go out at once.
+            let _ = stream.set_nodelay(true);
+            if !endpoint.tls {
+                return handshake(stream).await;
+            }
+            let server_name = rustls::pki_types::ServerName::try_from(endpoint.host.to_owned())
+                .map_err(|e| UpstreamError::Tls(std::io::Error::other(e)))?;
+            let stream = self
+                .tls
+                .connect(server_name, stream)
+                .await
+                .map_err(UpstreamError::Tls)?;
+            handshake(stream).await
+        };
+        actix_rt::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+    }
+}
+
+/// hyper's HTTP/1.1 handshake on `io`; the connection task runs on this
+/// worker until the connection closes.
+async fn handshake<B, T>(io: T) -> Result<SendRequest<B>, UpstreamError>
+where
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::Failed)?;
+    actix_rt::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection closed with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Separates a failure of the caller's request body from one of the
+/// upstream connection.
+fn request_error(error: hyper::Error) -> UpstreamError {
+    if error.is_user() {
+        UpstreamError::RequestBody(error)
+    } else {
+        UpstreamError::Failed(error)
+    }
+}
+
+/// Whether the last transfer coding is `chunked`, the only way a
+/// `Transfer-Encoding` response is delimited by anything but the close.
+fn transfer_encoding_ends_chunked(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// A connection on loan to one response; back to the pool at a clean end.
+struct Checkout<B> {
+    sender: SendRequest<B>,
+    pool: Rc<Pool<B>>,
+    origin: String,
+}
+
+impl<B> Checkout<B> {
+    fn give_back(self) {
+        self.pool.put(&self.origin, self.sender);
+    }
+}
+
+/// The upstream's response body, as a stream of chunks.
+pub struct ResponseBody<B> {
+    incoming: Incoming,
+    checkout: Option<Checkout<B>>,
+}
+
+impl<B> Stream for ResponseBody<B> {
+    type Item = Result<Bytes, hyper::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match Pin::new(&mut self.incoming).poll_frame(cx) {
+                // Trailers are not passed on (a proxy may drop them, RFC
+                // 9110 §6.5.1); they never carry a tenant's data here.
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(data))),
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(error))) => {
+                    self.checkout = None;
+                    Poll::Ready(Some(Err(error)))
+                }
+                Poll::Ready(None) => {
+                    if let Some(checkout) = self.checkout.take() {
+                        checkout.give_back();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+impl<B> Drop for ResponseBody<B> {
+    fn drop(&mut self) {
+        // actix never polls a body it knows to be empty (HEAD, 204,
+        // `Content-Length: 0`); hyper has seen its end all the same. A body
+        // cut short by the client is not at its end: its connection closes.
+        if let Some(checkout) = self.checkout.take() {
+            if self.incoming.is_end_stream() {
+                checkout.give_back();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(address: &str) -> (bool, String, u16) {
+        let upstream = Upstream::parse(address).unwrap();
+        let endpoint = Endpoint::of(&upstream);
+        (endpoint.tls, endpoint.host.to_owned(), endpoint.port)
+    }
+
+    #[test]
+    fn endpoints_default_their_port_by_scheme() {
+        assert_eq!(endpoint("http://cortex"), (false, "cortex".into(), 80));
+        assert_eq!(endpoint("https://cortex/x"), (true, "cortex".into(), 443));
+        assert_eq!(
+            endpoint("http://127.0.0.1:9009"),
+            (false, "127.0.0.1".into(), 9009)
+        );
+        assert_eq!(endpoint("http://[::1]:8080"), (false, "::1".into(), 8080));
+        assert_eq!(endpoint("https://[::1]"), (true, "::1".into(), 443));
+    }
+
+    #[test]
+    fn only_a_final_chunked_coding_delimits_a_body() {
+        let mut headers = hyper::HeaderMap::new();
+        for (value, chunked) in [
+            ("chunked", true),
+            ("gzip, chunked", true),
+            ("Chunked", true),
+            ("identity", false),
+            ("chunked, gzip", false),
+        ] {
+            headers.insert(TRANSFER_ENCODING, value.parse().unwrap());
+            assert_eq!(transfer_encoding_ends_chunked(&headers), chunked, "{value}");
+        }
+    }
+}
