@@ -91,3 +91,164 @@ proptest! {
         prop_assert!(authenticator.verify(&tampered).is_err());
     }
 }
+
+// ---- the response side: what an upstream sends ------------------------------
+
+mod upstream_responses {
+    use std::convert::Infallible;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use cortex_gateway::config::Upstream;
+    use cortex_gateway::upstream::UpstreamClient;
+    use futures_util::StreamExt;
+    use hyper::body::{Bytes, Frame};
+    use proptest::prelude::*;
+
+    /// A request without a body.
+    struct NoBody;
+
+    impl hyper::body::Body for NoBody {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(None)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            true
+        }
+    }
+
+    /// One upstream answer built from its parts: interim responses, the
+    /// final status, its framing, and what follows it on the connection.
+    fn answer(interim: &[u16], status: u16, framing: u8, trailing: bool, secret: &str) -> Vec<u8> {
+        let mut out = String::new();
+        for code in interim {
+            out.push_str(&format!("HTTP/1.1 {code} Interim\r\n\r\n"));
+        }
+        out.push_str(&format!("HTTP/1.1 {status} Status\r\n"));
+        match framing {
+            0 => out.push_str(&format!("Content-Length: {}\r\n\r\n{secret}", secret.len())),
+            1 => out.push_str(&format!(
+                "Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{secret}\r\n0\r\n\r\n",
+                secret.len()
+            )),
+            2 => out.push_str(&format!(
+                "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{secret}\r\n0\r\n\r\n",
+                secret.len()
+            )),
+            3 => out.push_str(&format!("Transfer-Encoding: identity\r\n\r\n{secret}")),
+            4 => out.push_str(&format!("Content-Length: 2\r\n\r\nok{secret}")),
+            _ => out.push_str(&format!("\r\n{secret}")),
+        }
+        if trailing {
+            out.push_str(&format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{secret}",
+                secret.len()
+            ));
+        }
+        out.into_bytes()
+    }
+
+    /// Serves `first` to the first request (closing that connection after
+    /// it when `closes`), then `for-second` to every request on any
+    /// connection, keeping connections open.
+    fn serve(first: Vec<u8>, closes: bool) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut first = Some(first);
+            for stream in listener.incoming().take(8).flatten() {
+                let mut answer = first.take();
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut writer = stream.try_clone().unwrap();
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line != "\r\n" => continue,
+                            Ok(_) => {}
+                        }
+                        let (bytes, last) = match answer.take() {
+                            Some(first) => (first, closes),
+                            None => (
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nfor-second".to_vec(),
+                                false,
+                            ),
+                        };
+                        if writer.write_all(&bytes).is_err() || last {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream::parse(&format!("http://{addr}")).unwrap()
+    }
+
+    fn request(upstream: &Upstream) -> hyper::Request<NoBody> {
+        hyper::Request::builder()
+            .uri("/api/v1/query")
+            .header("host", upstream.authority())
+            .body(NoBody)
+            .unwrap()
+    }
+
+    fn tls() -> Arc<rustls::ClientConfig> {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the first response looks like, the next request on the
+        /// same client gets its own answer, never a byte of the first.
+        #[test]
+        fn the_next_request_never_reads_the_previous_response(
+            interim in prop::collection::vec(prop::sample::select(vec![100u16, 102, 103]), 0..3),
+            status in prop::sample::select(vec![200u16, 404, 500, 101]),
+            framing in 0u8..6,
+            trailing in any::<bool>(),
+        ) {
+            let secret = "SECRET-first";
+            // A body delimited by the close ends when the upstream closes.
+            let closes = matches!(framing, 3 | 5);
+            let upstream = serve(answer(&interim, status, framing, trailing, secret), closes);
+            let second = actix_rt::System::new().block_on(async {
+                let client = UpstreamClient::new(tls(), Duration::from_secs(2), Duration::from_secs(2));
+                if let Ok(response) = client.send(&upstream, request(&upstream)).await {
+                    let mut body = response.into_body();
+                    while let Some(Ok(_)) = body.next().await {}
+                }
+                let response = client.send(&upstream, request(&upstream)).await;
+                let response = response.map_err(|e| e.to_string())?;
+                let mut text = Vec::new();
+                let mut body = response.into_body();
+                while let Some(chunk) = body.next().await {
+                    text.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+                }
+                Ok::<_, String>(String::from_utf8_lossy(&text).into_owned())
+            });
+            prop_assert_eq!(second, Ok("for-second".to_owned()));
+        }
+    }
+}
