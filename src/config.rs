@@ -16,18 +16,11 @@ use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
 use crate::duration;
+use crate::auth::keys::HMAC_ALGORITHMS;
+pub use crate::routes::{CustomRoute, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
 
 /// The environment variable prefix; keys are `CORTEX_GATEWAY__<SECTION>__<KEY>`.
 pub const ENV_PREFIX: &str = "CORTEX_GATEWAY";
-
-/// The upstreams the default route table knows by name.
-pub const DISTRIBUTOR: &str = "distributor";
-/// See [`DISTRIBUTOR`].
-pub const QUERY_FRONTEND: &str = "query_frontend";
-/// See [`DISTRIBUTOR`].
-pub const RULER: &str = "ruler";
-/// See [`DISTRIBUTOR`].
-pub const ALERTMANAGER: &str = "alertmanager";
 
 /// A configuration mistake, always tied to the key that has to change.
 #[derive(Debug, thiserror::Error)]
@@ -266,14 +259,6 @@ impl Upstream {
     pub fn address(&self) -> String {
         format!("{}{}", self.origin, self.path_prefix)
     }
-}
-
-/// A `[[routes]]` entry: requests under `prefix` go to upstream `upstream`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomRoute {
-    pub prefix: String,
-    pub upstream: String,
 }
 
 // ---- raw, as deserialized ------------------------------------------------
@@ -838,36 +823,13 @@ fn validate_upstreams(
     Ok(upstreams)
 }
 
-/// Reads the keys of a secret file: one per line, the first signs; blank
-/// lines and trailing whitespace (the newline `echo` and kubectl add) are not
-/// part of any key.
-pub fn read_secret_file(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let contents =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let keys: Vec<Vec<u8>> = contents
-        .split(|&b| b == b'\n')
-        .map(|line| {
-            let end = line
-                .iter()
-                .rposition(|b| !b.is_ascii_whitespace())
-                .map_or(0, |last| last + 1);
-            line[..end].to_vec()
-        })
-        .filter(|key| !key.is_empty())
-        .collect();
-    if keys.is_empty() {
-        return Err(format!("{} holds no key", path.display()));
-    }
-    Ok(keys)
-}
-
 fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
     let (secret, additional_secrets, jwt_secret_file) = match (raw.jwt_secret, raw.jwt_secret_file)
     {
         (Some(secret), None) => (secret.into_bytes(), Vec::new(), None),
         (None, Some(path)) => {
-            let mut keys = read_secret_file(&path)
-                .map_err(|message| ConfigError::invalid("auth.jwt_secret_file", message))?
+            let mut keys = crate::auth::keys::read_secret_file(&path)
+                .map_err(|error| ConfigError::invalid("auth.jwt_secret_file", error.to_string()))?
                 .into_iter();
             let first = keys.next().unwrap_or_default();
             (first, keys.collect(), Some(path))
@@ -897,16 +859,15 @@ fn validate_auth(raw: RawAuth) -> Result<AuthSettings, ConfigError> {
     }
     let mut algorithms = Vec::new();
     for name in raw.algorithms.0 {
-        let algorithm = match name.to_ascii_uppercase().as_str() {
-            "HS256" => Algorithm::HS256,
-            "HS384" => Algorithm::HS384,
-            "HS512" => Algorithm::HS512,
-            _ => {
-                return Err(ConfigError::invalid(
-                    "auth.algorithms",
-                    format!("`{name}` is not supported (HS256, HS384, HS512)"),
-                ))
-            }
+        let upper = name.to_ascii_uppercase();
+        let Some(&algorithm) = HMAC_ALGORITHMS
+            .iter()
+            .find(|known| format!("{known:?}") == upper)
+        else {
+            return Err(ConfigError::invalid(
+                "auth.algorithms",
+                format!("`{name}` is not supported (HS256, HS384, HS512)"),
+            ));
         };
         if !algorithms.contains(&algorithm) {
             algorithms.push(algorithm);

@@ -94,7 +94,7 @@ pub fn run(port: u16) -> Result<(), DemoError> {
     crate::telemetry::init(
         &settings.log,
         &settings.tracing,
-        crate::limits::EarlyRejections::new(&metrics),
+        crate::telemetry::EarlyRejections::new(&metrics),
     )
     .map_err(io::Error::other)?;
     let gateway = Gateway::new(settings, metrics, false)?;

@@ -1,17 +1,22 @@
-//! The one place where failures become HTTP responses.
+//! The one place where refusals and failures become HTTP responses, and
+//! where every refusal is counted and logged ([`observe_refusal`]).
 //!
 //! Status codes are chosen for what the client should do next: Prometheus
 //! drops a batch on 4xx (other than 429) and retries on 5xx, so 401 means
 //! "this credential is wrong" and anything the gateway cannot decide is 5xx.
+//! The modules that refuse know nothing of HTTP responses: each returns its
+//! own error, and this module maps it.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
 use crate::auth::AuthError;
+use crate::authz::AuthzError;
 use crate::limits::LimitError;
+use crate::metrics::Metrics;
 use crate::proxy::ProxyError;
-use crate::routes::RouteError;
+use crate::routes::{RouteError, ALLOWED_METHODS};
 
 /// Any reason a request is not forwarded, or its forwarding failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,27 +24,30 @@ pub enum GatewayError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
+    Authz(#[from] AuthzError),
+    #[error(transparent)]
     Route(#[from] RouteError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     #[error(transparent)]
     Limit(#[from] LimitError),
-    /// The gateway cannot decide right now; the client should retry.
-    #[error("service unavailable: {0}")]
-    Unavailable(&'static str),
 }
 
 impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Authz(never) => match *never {},
             GatewayError::Route(RouteError::NotCanonical(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
             GatewayError::Route(RouteError::MethodNotAllowed(_)) => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::Proxy(error) => error.status_code(),
+            GatewayError::Proxy(ProxyError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Proxy(ProxyError::ClientBody) => StatusCode::BAD_REQUEST,
+            GatewayError::Proxy(ProxyError::BodyTooLarge { .. })
+            | GatewayError::Limit(LimitError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Proxy(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Limit(LimitError::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
             GatewayError::Limit(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,17 +65,48 @@ impl ResponseError for GatewayError {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
-            GatewayError::Unavailable(_) => {
-                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
-            }
             GatewayError::Route(RouteError::MethodNotAllowed(_)) => {
-                response.insert_header((
-                    header::ALLOW,
-                    HeaderValue::from_static(crate::routes::ALLOWED_METHODS),
-                ));
+                response.insert_header((header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS)));
             }
             _ => {}
         }
         response.body(body)
+    }
+}
+
+/// Counts and logs a refusal, once, where it is answered. Refusals anyone
+/// can trigger before authentication are worth a debug line at most (the
+/// counter is the signal); a failed authentication is logged at info with
+/// its reason and the client's address, never the token. Upstream
+/// failures are counted and logged by the proxy, which knows the upstream.
+pub fn observe_refusal(refusal: &GatewayError, req: &HttpRequest, metrics: &Metrics) {
+    match refusal {
+        GatewayError::Auth(error) => {
+            metrics.auth.failed(error.reason());
+            tracing::info!(
+                reason = error.reason(),
+                error = %error,
+                client = req.peer_addr().map(|addr| addr.ip().to_string()).unwrap_or_default(),
+                path = req.path(),
+                "authentication failed"
+            );
+        }
+        GatewayError::Limit(error) => {
+            let limit = match error {
+                LimitError::BodyTooLarge { .. } => Metrics::BODY_TOO_LARGE,
+                LimitError::HeaderTooLarge { .. } | LimitError::UriTooLong { .. } => {
+                    Metrics::HEADER_TOO_LARGE
+                }
+                LimitError::TooManyHeaders { .. } => Metrics::TOO_MANY_HEADERS,
+            };
+            metrics.rejected_counter(limit).inc();
+            tracing::debug!(%error, path = req.path(), "request refused");
+        }
+        GatewayError::Proxy(error @ ProxyError::BodyTooLarge { .. }) => {
+            metrics.rejected_counter(Metrics::BODY_TOO_LARGE).inc();
+            tracing::info!(%error, path = req.path(), "request refused");
+        }
+        GatewayError::Authz(never) => match *never {},
+        GatewayError::Route(_) | GatewayError::Proxy(_) => {}
     }
 }

@@ -7,10 +7,9 @@ use anyhow::Context;
 use cortex_gateway::auth::mint_token;
 use cortex_gateway::cli::{self, Command};
 use cortex_gateway::config::Settings;
-use cortex_gateway::limits::EarlyRejections;
 use cortex_gateway::metrics::Metrics;
 use cortex_gateway::server::Gateway;
-use cortex_gateway::telemetry;
+use cortex_gateway::telemetry::{self, EarlyRejections};
 
 fn main() -> ExitCode {
     let invocation = cli::parse(std::env::args_os());

@@ -14,8 +14,6 @@ use prometheus::{
     Registry,
 };
 
-use crate::auth::AuthError;
-
 const NAMESPACE: &str = "cortex_gateway";
 
 /// The Go gateway's (weaveworks) request duration buckets.
@@ -32,8 +30,17 @@ pub struct AuthMetrics {
 }
 
 impl AuthMetrics {
-    pub fn failed(&self, error: &AuthError) {
-        self.failed.with_label_values(&[error.reason()]).inc();
+    /// Creates the series of each reason at 0, so that rates exist from
+    /// start-up.
+    pub fn prepare(&self, reasons: &[&'static str]) {
+        for reason in reasons {
+            self.failed.with_label_values(&[reason]);
+        }
+    }
+
+    /// Counts a refused authentication under its reason label.
+    pub fn failed(&self, reason: &'static str) {
+        self.failed.with_label_values(&[reason]).inc();
     }
 
     /// The success counter for `tenant`; with `metrics.per_tenant = false`
@@ -199,9 +206,6 @@ impl Metrics {
             ),
             per_tenant,
         };
-        for reason in AuthError::REASONS {
-            auth.failed.with_label_values(&[reason]);
-        }
         let forwarded = counter(
             "proxy_requests_total",
             "The total number of requests forwarded to an upstream.",

@@ -24,7 +24,7 @@ use prometheus::IntCounter;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::auth::Tenant;
+use crate::authz::Permit;
 use crate::config::{ProxySettings, Upstream};
 use crate::metrics::{InflightGuard, TargetMetrics, UpstreamErrorKind};
 use crate::telemetry::HeaderInjector;
@@ -66,15 +66,6 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
-    pub fn status_code(&self) -> StatusCode {
-        match self {
-            ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ClientBody => StatusCode::BAD_REQUEST,
-            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-
     /// Classifies an upstream failure; the kind is `None` when the client,
     /// not the upstream, is at fault.
     fn from_upstream(upstream: &str, error: UpstreamError) -> (Self, Option<UpstreamErrorKind>) {
@@ -122,7 +113,6 @@ pub struct Target {
 /// the upstreams.
 pub struct Forwarder {
     client: UpstreamClient<OutgoingBody>,
-    max_request_body_size: u64,
     credential_headers: Vec<HeaderName>,
     inject_trace_context: bool,
 }
@@ -130,91 +120,124 @@ pub struct Forwarder {
 impl Forwarder {
     pub fn new(
         settings: &ProxySettings,
-        max_request_body_size: u64,
         credential_headers: Vec<HeaderName>,
         tls: Arc<rustls::ClientConfig>,
         inject_trace_context: bool,
     ) -> Self {
         Self {
             client: UpstreamClient::new(tls, settings.connect_timeout, settings.timeout),
-            max_request_body_size,
             credential_headers,
             inject_trace_context,
         }
     }
 
-    /// Streams `req` with `payload` to `target` as `tenant`, and streams the
-    /// answer back.
+    /// Streams `req` with `payload` to `target` with the permit's
+    /// `X-Scope-OrgID`, and streams the answer back. A body that grows
+    /// past `max_body` as it streams is cut off and answered 413.
     pub async fn forward(
         &self,
-        target: &web::Data<Target>,
+        target: &Arc<Target>,
         req: &HttpRequest,
         payload: web::Payload,
-        tenant: &Tenant,
+        permit: &Permit,
+        max_body: u64,
     ) -> Result<HttpResponse, ProxyError> {
-        let limit = self.max_request_body_size;
-        let length = request_body_length(req.headers());
-        if let RequestBody::Sized(length) = length {
-            if length > limit {
-                return Err(ProxyError::BodyTooLarge { limit });
-            }
+        let span = self.upstream_span(req, target);
+        let body = LimitedBody {
+            inner: payload,
+            remaining: max_body,
+            forwarded: 0,
+            counter: target.metrics.request_bytes_counter(),
+        };
+        let outgoing = upstream_request(
+            req,
+            &target.upstream,
+            &self.upstream_headers(req, permit, &span),
+            OutgoingBody::new(request_body_length(req.headers()), body),
+        );
+        target.metrics.forwarded();
+        let inflight = target.metrics.inflight();
+        let started = Instant::now();
+        let response = self
+            .send(target, outgoing, &span, max_body, started)
+            .await?;
+        let status = StatusCode::from_u16(response.status().as_u16())
+            .expect("hyper only parses status codes from 100 to 999");
+        target.metrics.observe(status.as_str(), started.elapsed());
+        span.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            span.record("otel.status_code", "ERROR");
         }
+        let completion = Completion {
+            target: Arc::clone(target),
+            bytes: 0,
+            _inflight: inflight,
+            access_log: tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| AccessLog::new(req, target, status, permit, started)),
+        };
+        Ok(stream_back(
+            status,
+            response,
+            completion,
+            req.method() == actix_web::http::Method::HEAD,
+        ))
+    }
+
+    /// The client span of the upstream call; none when traces are not
+    /// exported, since nobody would see it.
+    fn upstream_span(&self, req: &HttpRequest, target: &Target) -> tracing::Span {
+        if !self.inject_trace_context {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(
+            "upstream request",
+            otel.name = %format_args!("{} {}", req.method(), target.name),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            upstream = %target.name,
+            http.request.method = %req.method(),
+            http.response.status_code = tracing::field::Empty,
+        )
+    }
+
+    /// The header policy's result, the permit's tenant, and our trace
+    /// context when traces are exported.
+    fn upstream_headers(&self, req: &HttpRequest, permit: &Permit, span: &tracing::Span) -> HeaderMap {
         let mut headers = HeaderMap::new();
         copy_request_headers(req, &mut headers, &self.credential_headers);
-        headers.insert(ORG_ID_HEADER, tenant.header_value().clone());
-
-        // Without an exporter nobody would see the span: skip its cost.
-        let span = if self.inject_trace_context {
-            tracing::info_span!(
-                "upstream request",
-                otel.name = %format_args!("{} {}", req.method(), target.name),
-                otel.kind = "client",
-                otel.status_code = tracing::field::Empty,
-                upstream = %target.name,
-                http.request.method = %req.method(),
-                http.response.status_code = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
+        headers.insert(ORG_ID_HEADER, permit.org_id.clone());
         if self.inject_trace_context {
             let context = span.context();
             opentelemetry::global::get_text_map_propagator(|propagator| {
                 propagator.inject_context(&context, &mut HeaderInjector(&mut headers))
             });
         }
+        headers
+    }
 
-        target.metrics.forwarded();
-        let inflight = target.metrics.inflight();
-        let body = LimitedBody {
-            inner: payload,
-            remaining: limit,
-            forwarded: 0,
-            counter: target.metrics.request_bytes_counter(),
-        };
-        let body = match length {
-            RequestBody::Sized(length) => OutgoingBody::Stream {
-                body,
-                length: Some(length),
-            },
-            RequestBody::Chunked => OutgoingBody::Stream { body, length: None },
-            RequestBody::None => OutgoingBody::Empty,
-        };
-        let outgoing = upstream_request(req, &target.upstream, &headers, body);
-        let started = Instant::now();
+    /// Sends the request and waits for the response head; a failure is
+    /// classified, counted and logged here, where the upstream is known.
+    async fn send(
+        &self,
+        target: &Target,
+        outgoing: hyper::Request<OutgoingBody>,
+        span: &tracing::Span,
+        max_body: u64,
+        started: Instant,
+    ) -> Result<hyper::Response<ResponseBody<OutgoingBody>>, ProxyError> {
         let sent = self
             .client
             .send(&target.upstream, outgoing)
             .instrument(span.clone())
             .await;
-        let upstream_response = match sent {
-            Ok(response) => response,
+        match sent {
+            Ok(response) => Ok(response),
             Err(UpstreamError::RequestBody(error))
                 if std::error::Error::source(&error)
                     .and_then(|cause| cause.downcast_ref::<RequestBodyError>())
                     .is_some_and(|cause| matches!(cause, RequestBodyError::TooLarge)) =>
             {
-                return Err(ProxyError::BodyTooLarge { limit })
+                Err(ProxyError::BodyTooLarge { limit: max_body })
             }
             Err(error) => {
                 let detail = error.to_string();
@@ -224,37 +247,10 @@ impl Forwarder {
                 }
                 target.metrics.observe("error", started.elapsed());
                 span.record("otel.status_code", "ERROR");
-                tracing::warn!(parent: &span, upstream = %target.name, error = %error, %detail, "forwarding failed");
-                return Err(error);
+                tracing::warn!(parent: span, upstream = %target.name, error = %error, %detail, "forwarding failed");
+                Err(error)
             }
-        };
-        let status = StatusCode::from_u16(upstream_response.status().as_u16())
-            .expect("hyper only parses status codes from 100 to 999");
-        target.metrics.observe(status.as_str(), started.elapsed());
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
         }
-        let completion = Completion {
-            target: web::Data::clone(target),
-            bytes: 0,
-            _inflight: inflight,
-            access_log: tracing::enabled!(tracing::Level::DEBUG).then(|| AccessLog {
-                method: req.method().clone(),
-                path: req.path().to_owned(),
-                upstream: target.name.clone(),
-                status: status.as_u16(),
-                tenant: tenant.as_str().to_owned(),
-                trace_id: trace_id(req),
-                started,
-            }),
-        };
-        Ok(stream_back(
-            status,
-            upstream_response,
-            completion,
-            req.method() == actix_web::http::Method::HEAD,
-        ))
     }
 }
 
@@ -321,10 +317,30 @@ struct AccessLog {
     started: Instant,
 }
 
+impl AccessLog {
+    fn new(
+        req: &HttpRequest,
+        target: &Target,
+        status: StatusCode,
+        permit: &Permit,
+        started: Instant,
+    ) -> Self {
+        Self {
+            method: req.method().clone(),
+            path: req.path().to_owned(),
+            upstream: target.name.clone(),
+            status: status.as_u16(),
+            tenant: permit.org_id.to_str().unwrap_or_default().to_owned(),
+            trace_id: trace_id(req),
+            started,
+        }
+    }
+}
+
 /// Bookkeeping that ends with the response body: byte count, in-flight
 /// gauge, access log line.
 struct Completion {
-    target: web::Data<Target>,
+    target: Arc<Target>,
     bytes: u64,
     _inflight: InflightGuard,
     access_log: Option<AccessLog>,
@@ -493,6 +509,19 @@ enum OutgoingBody {
         body: LimitedBody<web::Payload>,
         length: Option<u64>,
     },
+}
+
+impl OutgoingBody {
+    fn new(framing: RequestBody, body: LimitedBody<web::Payload>) -> Self {
+        match framing {
+            RequestBody::Sized(length) => OutgoingBody::Stream {
+                body,
+                length: Some(length),
+            },
+            RequestBody::Chunked => OutgoingBody::Stream { body, length: None },
+            RequestBody::None => OutgoingBody::Empty,
+        }
+    }
 }
 
 impl hyper::body::Body for OutgoingBody {

@@ -1,11 +1,20 @@
-//! The route table: which path prefixes are forwarded, and to which upstream.
+//! The route table: which path prefixes are forwarded, to which upstream,
+//! and what kind of access each one gives.
 //!
 //! Only what this table lists is ever forwarded. Prefixes match whole path
 //! segments and the most specific prefix wins, so `/api/v1/push` goes to the
 //! distributor while the rest of `/api` goes to the query-frontend, and
 //! admin pages such as `/ring` or `/all_user_stats` are simply not reachable.
+//! This module knows nothing of HTTP responses or settings files: the
+//! pipeline asks it, `config` hands it the `[[routes]]` entries.
 
-use crate::config::{Settings, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
+use serde::{Deserialize, Serialize};
+
+/// The upstream names the default table routes to.
+pub const DISTRIBUTOR: &str = "distributor";
+pub const QUERY_FRONTEND: &str = "query_frontend";
+pub const RULER: &str = "ruler";
+pub const ALERTMANAGER: &str = "alertmanager";
 
 /// Why a path is refused before routing.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,13 +43,39 @@ pub fn check_method(method: &actix_web::http::Method) -> Result<(), RouteError> 
     }
 }
 
+/// What a route gives access to: the unit that authorization decides on
+/// (a token scoped to `read` may query but not push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Pushes samples: remote_write and OTLP.
+    Write,
+    /// Queries.
+    Read,
+    /// The ruler's configuration and evaluated rules.
+    Rules,
+    /// The Alertmanager's configuration, alerts and silences.
+    Alerts,
+    /// An operator's `[[routes]]` entry.
+    Custom,
+}
+
+/// A `[[routes]]` entry: requests under `prefix` go to upstream `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRoute {
+    pub prefix: String,
+    pub upstream: String,
+}
+
 /// One forwarding rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// Canonical path prefix, without trailing slash (`/api/v1/push`).
     pub prefix: String,
-    /// Name of the upstream in `Settings::upstreams`.
+    /// Name of the upstream it goes to.
     pub upstream: String,
+    pub access: Access,
 }
 
 const DISTRIBUTOR_PREFIXES: &[&str] = &[
@@ -77,39 +112,46 @@ const QUERY_FRONTEND_PREFIXES: &[&str] = &["/api", "/prometheus"];
 /// Paths the gateway answers itself; no route may shadow them.
 pub const SERVICE_PATHS: &[&str] = &["/health", "/ready", "/metrics"];
 
-/// Builds the routes from the default table and the `[[routes]]` entries,
-/// most specific first.
-pub fn route_table(settings: &Settings) -> Vec<Route> {
+/// The routes of the default table and the `[[routes]]` entries, most
+/// specific first. `configured` says whether an optional upstream (ruler,
+/// Alertmanager) has an address; without one its routes go to the
+/// query-frontend.
+pub fn routes(custom: &[CustomRoute], configured: impl Fn(&str) -> bool) -> Vec<Route> {
     let or_query_frontend = |name: &'static str| -> &'static str {
-        if settings.upstreams.contains_key(name) {
+        if configured(name) {
             name
         } else {
             QUERY_FRONTEND
         }
     };
     let defaults = [
-        (DISTRIBUTOR_PREFIXES, DISTRIBUTOR),
-        (RULER_PREFIXES, or_query_frontend(RULER)),
-        (ALERTMANAGER_PREFIXES, or_query_frontend(ALERTMANAGER)),
-        (QUERY_FRONTEND_PREFIXES, QUERY_FRONTEND),
+        (DISTRIBUTOR_PREFIXES, DISTRIBUTOR, Access::Write),
+        (RULER_PREFIXES, or_query_frontend(RULER), Access::Rules),
+        (
+            ALERTMANAGER_PREFIXES,
+            or_query_frontend(ALERTMANAGER),
+            Access::Alerts,
+        ),
+        (QUERY_FRONTEND_PREFIXES, QUERY_FRONTEND, Access::Read),
     ];
 
     // Custom routes come first so that, at equal specificity, they replace
     // the default for the same prefix.
-    let mut routes: Vec<Route> = settings
-        .routes
+    let mut routes: Vec<Route> = custom
         .iter()
         .map(|r| Route {
             prefix: r.prefix.trim_end_matches('/').to_owned(),
             upstream: r.upstream.clone(),
+            access: Access::Custom,
         })
         .collect();
-    for (prefixes, upstream) in defaults {
+    for (prefixes, upstream, access) in defaults {
         for prefix in prefixes {
             if !routes.iter().any(|r| r.prefix == *prefix) {
                 routes.push(Route {
                     prefix: (*prefix).to_owned(),
                     upstream: upstream.to_owned(),
+                    access,
                 });
             }
         }
@@ -117,6 +159,40 @@ pub fn route_table(settings: &Settings) -> Vec<Route> {
     // Stable: equal segment counts keep custom-before-default order.
     routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.matches('/').count()));
     routes
+}
+
+/// The routes, each with what the gateway resolved for it once (its
+/// upstream connection details and metric handles, in the server).
+pub struct RouteTable<T> {
+    entries: Vec<(Route, T)>,
+}
+
+impl<T> RouteTable<T> {
+    /// `routes` most specific first, as [`routes`] returns them.
+    pub fn new(routes: Vec<Route>, mut resolve: impl FnMut(&Route) -> T) -> Self {
+        Self {
+            entries: routes
+                .into_iter()
+                .map(|route| {
+                    let target = resolve(&route);
+                    (route, target)
+                })
+                .collect(),
+        }
+    }
+
+    /// The first (most specific) route whose prefix is the path or a
+    /// whole-segment prefix of it.
+    pub fn resolve(&self, path: &str) -> Option<&(Route, T)> {
+        self.entries.iter().find(|(route, _)| {
+            path.strip_prefix(route.prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    pub fn routes(&self) -> impl Iterator<Item = &(Route, T)> {
+        self.entries.iter()
+    }
 }
 
 /// Refuses paths that an upstream could resolve differently from our
@@ -185,52 +261,47 @@ pub fn validate_custom_prefix(prefix: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CustomRoute, Overrides, Settings};
 
-    fn settings(extra: &[(&str, &str)], routes: &[(&str, &str)]) -> Settings {
-        let mut env: Vec<(String, String)> = vec![
-            (
-                "CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR".into(),
-                "http://d".into(),
-            ),
-            (
-                "CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND".into(),
-                "http://q".into(),
-            ),
-            ("CORTEX_GATEWAY__AUTH__JWT_SECRET".into(), "s".into()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut settings = Settings::load(None, env, &Overrides::default()).unwrap();
-        settings.routes = routes
+    /// The table for these optional upstreams and `[[routes]]` entries.
+    fn table(configured: &[&str], custom: &[(&str, &str)]) -> RouteTable<()> {
+        let custom: Vec<CustomRoute> = custom
             .iter()
             .map(|(prefix, upstream)| CustomRoute {
                 prefix: prefix.to_string(),
                 upstream: upstream.to_string(),
             })
             .collect();
-        settings
+        RouteTable::new(routes(&custom, |name| configured.contains(&name)), |_| ())
     }
 
-    /// The routing rule, stated plainly: the first (most specific) route
-    /// whose prefix is the path or a whole-segment prefix of it. The app's
-    /// dispatch is checked against it in the server tests.
-    fn resolve<'a>(routes: &'a [Route], path: &str) -> Result<&'a Route, RouteError> {
-        routes
-            .iter()
-            .find(|route| {
-                path.strip_prefix(route.prefix.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            })
-            .ok_or(RouteError::NotFound)
+    fn target(table: &RouteTable<()>, path: &str) -> Option<String> {
+        table.resolve(path).map(|(route, _)| route.upstream.clone())
     }
 
-    fn target(routes: &[Route], path: &str) -> Option<String> {
-        resolve(routes, path).ok().map(|r| r.upstream.clone())
+    #[test]
+    fn each_route_family_has_its_access_class() {
+        let table = table(&[RULER, ALERTMANAGER], &[("/loki/api/v1/push", "loki")]);
+        let access = |path| table.resolve(path).map(|(route, _)| route.access);
+        assert_eq!(access("/api/v1/push"), Some(Access::Write));
+        assert_eq!(access("/otlp/v1/metrics"), Some(Access::Write));
+        assert_eq!(access("/api/v1/query"), Some(Access::Read));
+        assert_eq!(access("/prometheus/api/v1/series"), Some(Access::Read));
+        assert_eq!(access("/api/v1/rules/ns"), Some(Access::Rules));
+        assert_eq!(access("/prometheus/api/v1/alerts"), Some(Access::Rules));
+        assert_eq!(access("/api/v1/alerts"), Some(Access::Alerts));
+        assert_eq!(access("/alertmanager/api/v2/silences"), Some(Access::Alerts));
+        assert_eq!(access("/loki/api/v1/push"), Some(Access::Custom));
+        // The access class follows the route, not the upstream it falls back to.
+        let fallback = super::tests::table(&[], &[]);
+        assert_eq!(
+            fallback.resolve("/api/v1/rules").map(|(r, _)| (r.access, r.upstream.as_str())),
+            Some((Access::Rules, QUERY_FRONTEND))
+        );
     }
 
     #[test]
     fn default_table_sends_each_path_to_its_service() {
-        let routes = route_table(&settings(&[], &[]));
+        let routes = table(&[], &[]);
         let t = |p| target(&routes, p);
         assert_eq!(t("/api/v1/push").as_deref(), Some("distributor"));
         assert_eq!(t("/api/prom/push").as_deref(), Some("distributor"));
@@ -266,13 +337,7 @@ mod tests {
 
     #[test]
     fn optional_upstreams_take_their_routes() {
-        let routes = route_table(&settings(
-            &[
-                ("CORTEX_GATEWAY__UPSTREAMS__RULER", "http://r"),
-                ("CORTEX_GATEWAY__UPSTREAMS__ALERTMANAGER", "http://a"),
-            ],
-            &[],
-        ));
+        let routes = table(&[RULER, ALERTMANAGER], &[]);
         let t = |p| target(&routes, p);
         assert_eq!(
             t("/prometheus/config/v1/rules/ns").as_deref(),
@@ -304,21 +369,24 @@ mod tests {
 
     #[test]
     fn custom_routes_win_at_equal_or_greater_specificity() {
-        let routes = route_table(&settings(
-            &[("CORTEX_GATEWAY__UPSTREAMS__LOKI", "http://l")],
+        let routes = table(
+            &["loki"],
             &[
                 ("/loki/api/v1/push", "loki"),
                 ("/api/v1/push", "loki"),
                 ("/api/v1/write/", "loki"),
             ],
-        ));
+        );
         let t = |p| target(&routes, p);
         assert_eq!(t("/loki/api/v1/push").as_deref(), Some("loki"));
         assert_eq!(t("/api/v1/push").as_deref(), Some("loki"));
         assert_eq!(t("/api/v1/write").as_deref(), Some("loki"));
         assert_eq!(t("/loki/api/v1/query"), None);
         assert_eq!(
-            routes.iter().filter(|r| r.prefix == "/api/v1/push").count(),
+            routes
+                .routes()
+                .filter(|(r, _)| r.prefix == "/api/v1/push")
+                .count(),
             1
         );
     }

@@ -1,32 +1,32 @@
-//! App assembly: the route table becomes actix resources, the service
-//! endpoints (`/health`, `/ready`, `/metrics`) sit beside them, and the
-//! lifecycle turns SIGTERM/SIGINT into a drain that load balancers notice.
+//! App assembly: every proxied request goes to the [`Pipeline`], the
+//! service endpoints (`/health`, `/ready`, `/metrics`) sit beside it, and
+//! the lifecycle turns SIGTERM/SIGINT into a drain that load balancers
+//! notice.
 
 use std::io;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use actix_service::apply_fn_factory;
-use actix_web::body::MessageBody;
-use actix_web::dev::ServerHandle;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{
-    AppService, Extensions, HttpServiceFactory, ResourceDef, Service, ServiceRequest,
+    AppService, HttpServiceFactory, ResourceDef, ServerHandle, Service, ServiceRequest,
     ServiceResponse,
 };
 use actix_web::middleware::Condition;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use futures_util::future::{ready, Either, MapOk, Ready, TryFutureExt};
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
-use crate::auth::{Authenticator, Tenant};
+use crate::auth::{AuthError, Authenticator};
 use crate::config::{ConfigError, Settings};
-use crate::error::GatewayError;
-use crate::limits::HeadLimits;
+use crate::limits::Limits;
 use crate::metrics::{route_label, Metrics};
-use crate::proxy::{Forwarder, ProxyError, Target};
-use crate::routes::{self, RouteError};
+use crate::pipeline::Pipeline;
+use crate::proxy::{Forwarder, Target};
+use crate::reload::{self, Reload};
+use crate::routes::{self, RouteTable};
 use crate::tls;
 
 /// Whether the gateway still wants new requests; flipped once on shutdown.
@@ -49,14 +49,16 @@ impl Lifecycle {
 #[derive(Clone)]
 pub struct Gateway {
     settings: Arc<Settings>,
-    authenticator: web::Data<Authenticator>,
-    targets: Vec<(String, web::Data<Target>)>,
+    pipeline: web::Data<Pipeline>,
+    authenticator: Arc<Authenticator>,
+    /// The route prefixes, registered with actix only so that
+    /// `actix-web-prom` labels requests with their route (its `endpoint`).
+    prefixes: Vec<String>,
     metrics: web::Data<Metrics>,
     inject_trace_context: bool,
     request_metrics: PrometheusMetrics,
     lifecycle: web::Data<Lifecycle>,
     tls: Arc<rustls::ClientConfig>,
-    head_limits: HeadLimits,
 }
 
 impl Gateway {
@@ -72,22 +74,29 @@ impl Gateway {
         for name in settings.upstreams.keys() {
             metrics.target(name);
         }
-        let authenticator = web::Data::new(Authenticator::with_metrics(
-            &settings.auth,
-            metrics.auth.clone(),
-        )?);
-        let targets = routes::route_table(&settings)
-            .into_iter()
-            .map(|route| {
-                let target = Target {
+        metrics.auth.prepare(&AuthError::REASONS);
+        let authenticator = Arc::new(
+            Authenticator::with_metrics(&settings.auth, metrics.auth.clone()).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "auth.jwt_secret".to_owned(),
+                    message: e.to_string(),
+                }
+            })?,
+        );
+        let routes = RouteTable::new(
+            routes::routes(&settings.routes, |name| {
+                settings.upstreams.contains_key(name)
+            }),
+            |route| {
+                Arc::new(Target {
                     route_label: route_label(&route.prefix),
                     upstream: settings.upstreams[&route.upstream].clone(),
                     metrics: metrics.target(&route.upstream),
-                    name: route.upstream,
-                };
-                (route.prefix, web::Data::new(target))
-            })
-            .collect();
+                    name: route.upstream.clone(),
+                })
+            },
+        );
+        let prefixes = routes.routes().map(|(route, _)| route.prefix.clone()).collect();
         let request_metrics = PrometheusMetricsBuilder::new("cortex_gateway")
             .registry(metrics.registry.clone())
             .endpoint("/metrics")
@@ -99,42 +108,44 @@ impl Gateway {
                 key: e.key.to_owned(),
                 message: e.message,
             })?;
+        let pipeline = Pipeline::new(
+            routes,
+            Arc::clone(&authenticator),
+            Limits::new(&settings.server),
+            metrics.clone(),
+        );
         Ok(Self {
-            head_limits: HeadLimits::new(&settings.server, &metrics),
+            pipeline: web::Data::new(pipeline),
+            authenticator,
+            prefixes,
             metrics: web::Data::new(metrics),
             inject_trace_context,
             settings: Arc::new(settings),
-            authenticator,
-            targets,
             request_metrics,
             lifecycle: web::Data::new(Lifecycle::default()),
             tls: upstream_tls,
         })
     }
 
-    /// Registers the routes and service endpoints on one worker's app.
+    /// Registers the pipeline and the service endpoints on one worker's app.
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
-        cfg.app_data(self.authenticator.clone())
+        cfg.app_data(self.pipeline.clone())
             .app_data(self.metrics.clone())
             .app_data(self.lifecycle.clone())
             .app_data(web::Data::new(Forwarder::new(
                 &self.settings.proxy,
-                self.settings.server.max_request_body_size,
                 self.settings.auth.extra_headers.clone(),
                 self.tls.clone(),
                 self.inject_trace_context,
             )))
             .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(ready))
+            .route("/ready", web::get().to(ready_endpoint))
             // Served by the metrics middleware; registered so the route exists.
             .route("/metrics", web::get().to(HttpResponse::NotFound));
-        for (prefix, target) in &self.targets {
-            cfg.service(ForwardRoute {
-                prefix: prefix.clone(),
-                target: target.clone(),
-            });
+        for prefix in &self.prefixes {
+            cfg.service(RoutePrefix(prefix.clone()));
         }
-        cfg.default_service(web::to(not_routed));
+        cfg.default_service(web::to(Pipeline::handle));
     }
 
     /// Binds and serves until SIGTERM or SIGINT, then drains.
@@ -158,7 +169,7 @@ impl Gateway {
         let open_connections = self.metrics.open_connections();
         let connection_limit_reached = self.metrics.connection_limit_reached();
         let mut server = HttpServer::new(move || {
-            let head_limits = app_state.head_limits.clone();
+            let pipeline = app_state.pipeline.clone();
             // The last `wrap` is the outermost: timing sees the final status,
             // and an oversized head is refused before anything else runs.
             App::new()
@@ -168,7 +179,7 @@ impl Gateway {
                     app_state.inject_trace_context,
                     TracingLogger::<GatewayRootSpan>::new(),
                 ))
-                .wrap_fn(move |request, service| head_limits.enforce(request, service))
+                .wrap_fn(move |request, service| admit_head(&pipeline, request, service))
                 .wrap(app_state.request_metrics.clone())
                 .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
@@ -225,11 +236,11 @@ impl Gateway {
             actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())?;
         let server = server.run();
         tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
-        actix_web::rt::spawn(reload_on_change(
-            hangup,
-            certificate,
-            self.authenticator.clone(),
-        ));
+        let mut reloadable: Vec<Arc<dyn Reload>> = vec![self.authenticator.clone()];
+        if let Some(certificate) = certificate.clone() {
+            reloadable.push(certificate);
+        }
+        actix_web::rt::spawn(reload::run(hangup, reloadable));
         let handle: ServerHandle = server.handle();
         actix_web::rt::spawn(async move {
             let signal = first_signal(terminate.recv(), interrupt.recv()).await;
@@ -266,28 +277,6 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Reloads the listener certificate and the JWT key file on SIGHUP, and
-/// when their files change (checked every few seconds, for mounted Secrets
-/// that Kubernetes updates in place).
-async fn reload_on_change(
-    mut hangup: actix_web::rt::signal::unix::Signal,
-    certificate: Option<Arc<tls::ReloadingCertificate>>,
-    authenticator: web::Data<Authenticator>,
-) {
-    let mut poll = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        use futures_util::future::{select, Either};
-        let force = match select(std::pin::pin!(hangup.recv()), std::pin::pin!(poll.tick())).await {
-            Either::Left(_) => true,
-            Either::Right(_) => false,
-        };
-        if let Some(certificate) = &certificate {
-            certificate.reload(force);
-        }
-        authenticator.reload_keys(force);
-    }
-}
-
 /// actix takes the drain time in whole seconds: round up, so that `500ms`
 /// drains for a second instead of not at all.
 fn whole_seconds_up(duration: std::time::Duration) -> u64 {
@@ -306,52 +295,50 @@ async fn first_signal(
     }
 }
 
-/// One entry of the route table as an actix service. Its prefix is matched
-/// as a string, segment-wise, the way a scope's is, but with no nested
-/// router and no `{tail}*` pattern to evaluate on every request; its target
-/// travels as request data, for the handler and the request histogram.
-struct ForwardRoute {
-    prefix: String,
-    target: web::Data<Target>,
-}
+/// A route prefix as an actix resource that hands its requests to the
+/// pipeline, like the default service does. The pipeline routes by its own
+/// table; these exist so that `actix-web-prom`, which labels requests by the
+/// actix resource they matched, keeps the route prefix as `endpoint`.
+struct RoutePrefix(String);
 
-impl HttpServiceFactory for ForwardRoute {
+impl HttpServiceFactory for RoutePrefix {
     fn register(self, config: &mut AppService) {
-        let mut data = Extensions::new();
-        data.insert(self.target);
-        let data = Rc::new(data);
-        let endpoint = apply_fn_factory(web::to(forward), move |mut req: ServiceRequest, route| {
-            req.add_data_container(Rc::clone(&data));
-            Service::call(route, req)
-        });
-        config.register_service(ResourceDef::root_prefix(&self.prefix), None, endpoint, None);
+        config.register_service(
+            ResourceDef::root_prefix(&self.0),
+            None,
+            web::to(Pipeline::handle),
+            None,
+        );
     }
 }
 
-/// A request, top to bottom: the method must be one that is forwarded; the
-/// `Tenant` extractor has authenticated it; the path must be canonical; the
-/// resource it matched names the upstream; the proxy forwards it and
-/// streams the answer back.
-async fn forward(
-    req: HttpRequest,
-    tenant: Result<Tenant, GatewayError>,
-    payload: web::Payload,
-    target: web::Data<Target>,
-    forwarder: web::Data<Forwarder>,
-    metrics: web::Data<Metrics>,
-) -> Result<HttpResponse, GatewayError> {
-    routes::check_method(req.method())?;
-    let tenant = tenant?;
-    routes::check_canonical(req.uri().path())?;
-    let root_span = tracing::Span::current();
-    root_span.record("tenant", tenant.as_str());
-    root_span.record("upstream", target.name.as_str());
-    let response = forwarder.forward(&target, &req, payload, &tenant).await;
-    if let Err(error @ ProxyError::BodyTooLarge { .. }) = &response {
-        metrics.rejected_counter(Metrics::BODY_TOO_LARGE).inc();
-        tracing::info!(tenant = tenant.as_str(), error = %error, "request refused");
+/// What [`admit_head`] returns: the wrapped service's own response future,
+/// or the refusal at once; no allocation either way.
+type Admitted<S, B> = Either<
+    MapOk<<S as Service<ServiceRequest>>::Future, IntoLeftBody<B>>,
+    Ready<Result<ServiceResponse<EitherBody<B>>, <S as Service<ServiceRequest>>::Error>>,
+>;
+type IntoLeftBody<B> = fn(ServiceResponse<B>) -> ServiceResponse<EitherBody<B>>;
+
+/// Middleware body (for `wrap_fn`): refuses a head over a limit before
+/// anything else looks at it, the gateway's own endpoints included.
+fn admit_head<S, B>(pipeline: &Pipeline, request: ServiceRequest, service: &S) -> Admitted<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+{
+    match pipeline.admit_head(request.head()) {
+        Ok(()) => Either::Left(
+            service
+                .call(request)
+                .map_ok(ServiceResponse::map_into_left_body as IntoLeftBody<B>),
+        ),
+        Err(refusal) => {
+            let response = pipeline.refuse(request.request(), &refusal);
+            Either::Right(ready(Ok(request
+                .into_response(response)
+                .map_into_right_body())))
+        }
     }
-    Ok(response?)
 }
 
 /// Request spans carry the tenant and upstream once they are known.
@@ -395,8 +382,9 @@ where
         let request = response.request();
         if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
             let computed;
-            let route = match request.app_data::<web::Data<Target>>() {
-                Some(target) => target.route_label.as_str(),
+            let pipeline = request.app_data::<web::Data<Pipeline>>();
+            let route = match pipeline.and_then(|p| p.route_label(request.path())) {
+                Some(label) => label,
                 None => {
                     computed = request
                         .match_pattern()
@@ -415,18 +403,11 @@ where
     }
 }
 
-/// Everything outside the route table: never forwarded, never authenticated.
-async fn not_routed(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
-    routes::check_method(req.method())?;
-    routes::check_canonical(req.uri().path())?;
-    Err(RouteError::NotFound.into())
-}
-
 async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("Ok")
 }
 
-async fn ready(lifecycle: web::Data<Lifecycle>) -> HttpResponse {
+async fn ready_endpoint(lifecycle: web::Data<Lifecycle>) -> HttpResponse {
     if lifecycle.is_draining() {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")

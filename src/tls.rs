@@ -21,6 +21,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::{ClientAuth, ProxySettings, ServerTlsSettings};
+use crate::reload::{Reload, Trigger};
 
 /// A TLS setting that cannot be used, naming its key.
 #[derive(Debug, thiserror::Error)]
@@ -129,13 +130,15 @@ impl ReloadingCertificate {
         })
     }
 
-    /// Re-reads the files; `force` reloads even when they look unchanged.
-    /// Returns whether a new certificate is now in use.
-    pub fn reload(&self, force: bool) -> bool {
+}
+
+/// Re-reads the files when they changed, or always on `SIGHUP`.
+impl Reload for ReloadingCertificate {
+    fn reload(&self, trigger: Trigger) {
         let stamp = modified(&self.settings);
         let unchanged = self.current.read().map(|c| c.1 == stamp).unwrap_or(false);
-        if unchanged && !force {
-            return false;
+        if unchanged && !trigger.is_forced() {
+            return;
         }
         match load_certified_key(&self.settings) {
             Ok(key) => {
@@ -144,14 +147,12 @@ impl ReloadingCertificate {
                 }
                 tracing::info!(
                     cert = %self.settings.cert_path.display(),
-                    trigger = reload_trigger(force),
+                    trigger = trigger.name(),
                     "TLS certificate reloaded"
                 );
-                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
-                false
             }
         }
     }
@@ -289,14 +290,4 @@ impl ServerCertVerifier for NoVerification {
 /// matching), so `check-config` catches what serving would.
 pub fn check(settings: &ServerTlsSettings) -> Result<(), TlsError> {
     server_config(settings).map(drop)
-}
-
-/// What a reload log line names as its cause: the operator's signal, or
-/// the poll that noticed the file change.
-pub(crate) fn reload_trigger(force: bool) -> &'static str {
-    if force {
-        "SIGHUP"
-    } else {
-        "file change"
-    }
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use prometheus::IntCounter;
 
-use super::Tenant;
+use super::Principal;
 
 /// Entries per worker thread before the cache starts over; far above the
 /// number of distinct tokens a gateway sees in practice.
@@ -21,7 +21,7 @@ const CAPACITY: usize = 4096;
 /// What a verified token grants, and until when.
 #[derive(Clone)]
 pub struct Verified {
-    pub tenant: Tenant,
+    pub principal: Principal,
     /// Earliest valid second (`nbf` minus leeway), 0 when absent.
     pub valid_from: u64,
     /// Last valid second (`exp` plus leeway), `u64::MAX` when absent.

@@ -65,6 +65,28 @@ pub fn validate_tenant_id(tenant: &str) -> Result<(), &'static str> {
 }
 
 impl Claims {
+    /// A claim that is a non-negative integer (`exp`, `nbf`, `version`).
+    pub fn number(&self, name: &str) -> Option<u64> {
+        self.0.get(name).and_then(Value::as_u64)
+    }
+
+    /// The words of the `scope` claim: a space-separated string (RFC 8693)
+    /// or a list of strings; `None` when the token has no such claim.
+    pub fn scopes(&self) -> Option<Vec<String>> {
+        match self.0.get("scope")? {
+            Value::String(words) => Some(words.split_whitespace().map(str::to_owned).collect()),
+            Value::Array(items) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .flat_map(str::split_whitespace)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => Some(Vec::new()),
+        }
+    }
+
     /// Applies the gateway's own claim rules and returns the tenant id.
     pub fn tenant(&self, tenant_claim: &str) -> Result<&str, AuthError> {
         if let Some(version) = self.0.get("version") {

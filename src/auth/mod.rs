@@ -5,24 +5,21 @@
 mod cache;
 pub mod claims;
 pub mod extract;
+pub mod keys;
 mod mint;
 
 use std::collections::HashSet;
-
-use std::future::{ready, Ready};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::sync::{Arc, RwLock};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, Validation};
+use jsonwebtoken::Validation;
 
-use crate::config::{AuthSettings, ConfigError};
-use crate::error::GatewayError;
+use crate::config::AuthSettings;
 use crate::metrics::AuthMetrics;
+use crate::reload::{Reload, Trigger};
+use keys::{Key, KeyError, KeySource, SecretFile, StaticSecrets};
 pub use mint::{mint_token, MintError, TokenRequest};
 
 /// Why a request was refused. The variant decides the `reason` label of
@@ -118,87 +115,58 @@ impl Tenant {
     }
 }
 
+/// Who a verified token speaks for: what authentication yields, what the
+/// verified-token cache keeps, and what authorization decides on.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: Tenant,
+    /// The token's `version` claim, 0 when absent.
+    pub version: u64,
+    /// The token's `exp`, when it has one.
+    pub expires_at: Option<u64>,
+    /// The words of the token's `scope` claim; `None` when it has none,
+    /// which grants every route.
+    pub scopes: Option<Arc<[String]>>,
+}
+
 /// Key set ids start at 1: 0 is the id of the empty per-thread cache.
 static NEXT_KEY_SET_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The auth extractor: a handler that takes a `Tenant` argument only runs for
-/// requests with a valid token. Failures are logged (reason and client
-/// address, never the token) and counted here, in one place.
-impl FromRequest for Tenant {
-    type Error = GatewayError;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(authenticator) = req.app_data::<web::Data<Authenticator>>() else {
-            // A wiring mistake, not the client's: never answer 401 for it.
-            return ready(Err(GatewayError::Unavailable(
-                "authenticator not configured",
-            )));
-        };
-        let outcome = authenticator.authenticate(req.headers());
-        if let Err(error) = &outcome {
-            tracing::info!(
-                reason = error.reason(),
-                error = %error,
-                client = ?req.peer_addr().map(|addr| addr.ip()),
-                path = req.path(),
-                "authentication failed"
-            );
-        }
-        ready(outcome.map_err(GatewayError::from))
-    }
-}
-
-/// Verifies tokens against the configured secret and claim rules. Built once
-/// at start-up and shared read-only by every worker.
+/// Verifies tokens against the configured key sources and claim rules.
+/// Built once at start-up and shared read-only by every worker.
 pub struct Authenticator {
+    sources: Vec<Box<dyn KeySource>>,
     keys: RwLock<Arc<KeySet>>,
     /// The id of the key set in `keys`, readable without the lock: a cache
     /// hit (nearly every request) needs only the id, not the keys.
     key_set_id: AtomicU64,
-    /// The secret file and the modification time of the keys in use.
-    secret_file: Option<(PathBuf, Mutex<Option<SystemTime>>)>,
     validation: Validation,
     tenant_claim: String,
     extra_headers: Vec<HeaderName>,
     metrics: Option<AuthMetrics>,
 }
 
-/// The keys accepted at one time. A new set (after a reload) gets a new id,
-/// so tokens verified with the old keys are not served from the cache.
+/// The keys of every source at one time. A new set (after a reload) gets a
+/// new id, so tokens verified with the old keys are not served from the
+/// cache.
 struct KeySet {
     id: u64,
-    keys: Vec<DecodingKey>,
+    keys: Vec<Key>,
 }
 
 impl KeySet {
-    fn new(secrets: &[Vec<u8>]) -> Result<Self, ConfigError> {
-        let keys = secrets
-            .iter()
-            .map(|secret| {
-                DecodingKey::from_secret(secret).map_err(|_| ConfigError::Invalid {
-                    key: "auth.jwt_secret".to_owned(),
-                    message: "is not usable as an HMAC key".to_owned(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
+    fn gather(sources: &[Box<dyn KeySource>]) -> Self {
+        Self {
             id: NEXT_KEY_SET_ID.fetch_add(1, Ordering::Relaxed),
-            keys,
-        })
+            keys: sources.iter().flat_map(|source| source.keys()).collect(),
+        }
     }
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
 impl Authenticator {
-    /// An authenticator that counts its outcomes in `metrics`.
-    pub fn with_metrics(
-        settings: &AuthSettings,
-        metrics: AuthMetrics,
-    ) -> Result<Self, ConfigError> {
+    /// An authenticator that counts successful authentications per tenant
+    /// in `metrics` (refusals are counted where they are answered).
+    pub fn with_metrics(settings: &AuthSettings, metrics: AuthMetrics) -> Result<Self, KeyError> {
         Ok(Self {
             metrics: Some(metrics),
             ..Self::new(settings)?
@@ -206,7 +174,7 @@ impl Authenticator {
     }
 
     /// An authenticator without metrics, for commands and tests.
-    pub fn new(settings: &AuthSettings) -> Result<Self, ConfigError> {
+    pub fn new(settings: &AuthSettings) -> Result<Self, KeyError> {
         let mut validation = Validation::new(settings.algorithms[0]);
         validation.algorithms = settings.algorithms.clone();
         validation.leeway = settings.leeway.as_secs();
@@ -220,67 +188,25 @@ impl Authenticator {
             validation.set_audience(&settings.audience);
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        let mut secrets = vec![settings.jwt_secret.clone()];
-        secrets.extend(settings.additional_secrets.iter().cloned());
-        let key_set = KeySet::new(&secrets)?;
+        let source: Box<dyn KeySource> = match &settings.jwt_secret_file {
+            Some(path) => Box::new(SecretFile::open(path)?),
+            None => {
+                let mut secrets = vec![settings.jwt_secret.clone()];
+                secrets.extend(settings.additional_secrets.iter().cloned());
+                Box::new(StaticSecrets::new(&secrets)?)
+            }
+        };
+        let sources = vec![source];
+        let key_set = KeySet::gather(&sources);
         Ok(Self {
+            sources,
             key_set_id: AtomicU64::new(key_set.id),
             keys: RwLock::new(Arc::new(key_set)),
-            secret_file: settings.jwt_secret_file.clone().map(|path| {
-                let stamp = modified(&path);
-                (path, Mutex::new(stamp))
-            }),
             validation,
             tenant_claim: settings.tenant_claim.clone(),
             extra_headers: settings.extra_headers.clone(),
             metrics: None,
         })
-    }
-
-    /// Re-reads `auth.jwt_secret_file` when it changed (or always, with
-    /// `force`), so keys rotate without a restart: add the new key as the
-    /// first line, hand out new tokens, then drop the old line. A file that
-    /// cannot be read or holds no key is logged and the keys in use stay.
-    /// Returns whether new keys are now in use.
-    pub fn reload_keys(&self, force: bool) -> bool {
-        let Some((path, stamp)) = &self.secret_file else {
-            return false;
-        };
-        let current = modified(path);
-        let Ok(mut stamp) = stamp.lock() else {
-            return false;
-        };
-        if *stamp == current && !force {
-            return false;
-        }
-        let loaded = crate::config::read_secret_file(path).and_then(|secrets| {
-            KeySet::new(&secrets)
-                .map(|set| (set, secrets.len()))
-                .map_err(|e| e.to_string())
-        });
-        match loaded {
-            Ok((set, count)) => {
-                let id = set.id;
-                if let Ok(mut keys) = self.keys.write() {
-                    *keys = Arc::new(set);
-                }
-                // After the swap: a request that still reads the old id is
-                // one that started before the reload.
-                self.key_set_id.store(id, Ordering::Release);
-                *stamp = current;
-                tracing::info!(
-                    keys = count,
-                    file = %path.display(),
-                    trigger = crate::tls::reload_trigger(force),
-                    "JWT keys reloaded"
-                );
-                true
-            }
-            Err(error) => {
-                tracing::error!(%error, "JWT key reload failed; keeping the keys in use");
-                false
-            }
-        }
     }
 
     fn key_set(&self) -> Arc<KeySet> {
@@ -291,24 +217,13 @@ impl Authenticator {
     }
 
     /// Finds and verifies the request's token.
-    /// Counts the outcome in the authentication metrics when there are any.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, AuthError> {
-        let outcome = extract::token_from_headers(headers, &self.extra_headers)
-            .and_then(|token| self.verify_cached(token.as_str()));
-        match outcome {
-            Ok(verified) => {
-                if let Some(counter) = &verified.success_counter {
-                    counter.inc();
-                }
-                Ok(verified.tenant)
-            }
-            Err(error) => {
-                if let Some(metrics) = &self.metrics {
-                    metrics.failed(&error);
-                }
-                Err(error)
-            }
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        let token = extract::token_from_headers(headers, &self.extra_headers)?;
+        let verified = self.verify_cached(token.as_str())?;
+        if let Some(counter) = &verified.success_counter {
+            counter.inc();
         }
+        Ok(verified.principal)
     }
 
     fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
@@ -317,17 +232,20 @@ impl Authenticator {
             return Ok(hit);
         }
         let key_set = self.key_set();
-        let (tenant, claims) = self.verify_with(&key_set, token)?;
+        let (principal, claims) = self.verify_with(&key_set, token)?;
         let leeway = self.validation.leeway;
-        let claim = |name: &str| claims.0.get(name).and_then(serde_json::Value::as_u64);
         let verified = cache::Verified {
             success_counter: self
                 .metrics
                 .as_ref()
-                .map(|metrics| metrics.succeeded_counter(tenant.as_str())),
-            tenant,
-            valid_from: claim("nbf").map_or(0, |nbf| nbf.saturating_sub(leeway)),
-            valid_until: claim("exp").map_or(u64::MAX, |exp| exp.saturating_add(leeway)),
+                .map(|metrics| metrics.succeeded_counter(principal.tenant.as_str())),
+            valid_from: claims
+                .number("nbf")
+                .map_or(0, |nbf| nbf.saturating_sub(leeway)),
+            valid_until: principal
+                .expires_at
+                .map_or(u64::MAX, |exp| exp.saturating_add(leeway)),
+            principal,
         };
         cache::insert(key_set.id, token, verified.clone());
         Ok(verified)
@@ -336,14 +254,14 @@ impl Authenticator {
     /// Verifies one token and applies the claim rules.
     pub fn verify(&self, token: &str) -> Result<Tenant, AuthError> {
         self.verify_with(&self.key_set(), token)
-            .map(|(tenant, _)| tenant)
+            .map(|(principal, _)| principal.tenant)
     }
 
     fn verify_with(
         &self,
         key_set: &KeySet,
         token: &str,
-    ) -> Result<(Tenant, claims::Claims), AuthError> {
+    ) -> Result<(Principal, claims::Claims), AuthError> {
         if token.len() > extract::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));
         }
@@ -352,7 +270,8 @@ impl Authenticator {
         }
         let mut outcome = None;
         for key in &key_set.keys {
-            let attempt = jsonwebtoken::decode::<claims::Claims>(token, key, &self.validation);
+            let attempt =
+                jsonwebtoken::decode::<claims::Claims>(token, &key.decoding, &self.validation);
             // Only a signature mismatch is worth trying the next key for.
             let next = matches!(&attempt, Err(e) if *e.kind() == ErrorKind::InvalidSignature);
             outcome = Some(attempt);
@@ -367,11 +286,55 @@ impl Authenticator {
             ErrorKind::Json(_) if names_unknown_algorithm(token) => AuthError::Algorithm,
             _ => AuthError::from(error),
         })?;
-        let tenant = data.claims.tenant(&self.tenant_claim)?;
+        let claims = data.claims;
+        let tenant = claims.tenant(&self.tenant_claim)?;
         let tenant = HeaderValue::from_str(tenant)
             .map(Tenant)
             .map_err(|_| AuthError::InvalidTenant("not a valid header value"))?;
-        Ok((tenant, data.claims))
+        let principal = Principal {
+            tenant,
+            version: claims.number("version").unwrap_or(0),
+            expires_at: claims.number("exp"),
+            scopes: claims.scopes().map(Arc::from),
+        };
+        Ok((principal, claims))
+    }
+}
+
+/// Refreshes every key source on a reload; when any changed, the keys of
+/// all of them become the new key set. A source that fails is logged and
+/// its keys in use stay.
+impl Reload for Authenticator {
+    fn reload(&self, trigger: Trigger) {
+        let mut changed = false;
+        for source in &self.sources {
+            match source.refresh(trigger.is_forced()) {
+                Ok(refreshed) => changed |= refreshed,
+                Err(error) => tracing::error!(
+                    source = source.describe(),
+                    %error,
+                    "JWT key reload failed; keeping the keys in use"
+                ),
+            }
+        }
+        if !changed {
+            return;
+        }
+        let set = KeySet::gather(&self.sources);
+        let (id, count) = (set.id, set.keys.len());
+        if let Ok(mut keys) = self.keys.write() {
+            *keys = Arc::new(set);
+        }
+        // After the swap: a request that still reads the old id is one
+        // that started before the reload.
+        self.key_set_id.store(id, Ordering::Release);
+        let sources: Vec<String> = self.sources.iter().map(|s| s.describe()).collect();
+        tracing::info!(
+            keys = count,
+            file = sources.join(", "),
+            trigger = trigger.name(),
+            "JWT keys reloaded"
+        );
     }
 }
 
@@ -388,7 +351,11 @@ fn names_unknown_algorithm(token: &str) -> bool {
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|header| header.get("alg")?.as_str().map(str::to_owned))
-        .is_some_and(|alg| !matches!(alg.as_str(), "HS256" | "HS384" | "HS512"))
+        .is_some_and(|alg| {
+            !keys::HMAC_ALGORITHMS
+                .iter()
+                .any(|known| format!("{known:?}") == alg)
+        })
 }
 
 #[cfg(test)]
@@ -528,7 +495,10 @@ mod tests {
             SECRET,
         );
         let first = auth.verify_cached(&token).unwrap();
-        assert_eq!((first.valid_until, first.tenant.as_str()), (exp, "t"));
+        assert_eq!(
+            (first.valid_until, first.principal.tenant.as_str()),
+            (exp, "t")
+        );
         assert!(
             cache::get(auth.key_set().id, &token, now()).is_some(),
             "cached while valid"

@@ -11,6 +11,7 @@
 //! context is read from and written to both `traceparent` (W3C) and
 //! `uber-trace-id` (Jaeger, still used by Cortex services).
 
+mod early_rejections;
 mod jaeger;
 mod otlp_http;
 
@@ -25,7 +26,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LogSettings, TracingSettings};
-use crate::limits::EarlyRejections;
+pub use early_rejections::EarlyRejections;
 pub use jaeger::JaegerPropagator;
 
 /// Keeps the trace pipeline alive; dropping it flushes pending spans.
