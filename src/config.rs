@@ -15,8 +15,8 @@ use actix_web::http::Uri;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
-use crate::duration;
 use crate::auth::keys::HMAC_ALGORITHMS;
+use crate::duration;
 pub use crate::routes::{CustomRoute, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
 
 /// The environment variable prefix; keys are `CORTEX_GATEWAY__<SECTION>__<KEY>`.

@@ -5,11 +5,11 @@
 //! failure turned into a status code in one place ([`error`]).
 
 pub mod auth;
+pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod duration;
-pub mod authz;
 pub mod error;
 pub mod limits;
 pub mod metrics;

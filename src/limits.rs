@@ -60,7 +60,9 @@ impl Limits {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         match declared {
-            Some(length) if length > self.max_body && !headers.contains_key(header::TRANSFER_ENCODING) => {
+            Some(length)
+                if length > self.max_body && !headers.contains_key(header::TRANSFER_ENCODING) =>
+            {
                 Err(LimitError::BodyTooLarge {
                     limit: self.max_body,
                 })

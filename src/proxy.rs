@@ -202,7 +202,12 @@ impl Forwarder {
 
     /// The header policy's result, the permit's tenant, and our trace
     /// context when traces are exported.
-    fn upstream_headers(&self, req: &HttpRequest, permit: &Permit, span: &tracing::Span) -> HeaderMap {
+    fn upstream_headers(
+        &self,
+        req: &HttpRequest,
+        permit: &Permit,
+        span: &tracing::Span,
+    ) -> HeaderMap {
         let mut headers = HeaderMap::new();
         copy_request_headers(req, &mut headers, &self.credential_headers);
         headers.insert(ORG_ID_HEADER, permit.org_id.clone());

@@ -40,14 +40,12 @@ pub trait Reload: Send + Sync {
 
 /// Reloads `targets` on every `SIGHUP` and every poll, for as long as the
 /// server runs.
-pub async fn run(
-    mut hangup: actix_web::rt::signal::unix::Signal,
-    targets: Vec<Arc<dyn Reload>>,
-) {
+pub async fn run(mut hangup: actix_web::rt::signal::unix::Signal, targets: Vec<Arc<dyn Reload>>) {
     let mut poll = actix_web::rt::time::interval(POLL);
     loop {
         use futures_util::future::{select, Either};
-        let trigger = match select(std::pin::pin!(hangup.recv()), std::pin::pin!(poll.tick())).await {
+        let trigger = match select(std::pin::pin!(hangup.recv()), std::pin::pin!(poll.tick())).await
+        {
             Either::Left(_) => Trigger::Signal,
             Either::Right(_) => Trigger::Poll,
         };

@@ -289,12 +289,17 @@ mod tests {
         assert_eq!(access("/api/v1/rules/ns"), Some(Access::Rules));
         assert_eq!(access("/prometheus/api/v1/alerts"), Some(Access::Rules));
         assert_eq!(access("/api/v1/alerts"), Some(Access::Alerts));
-        assert_eq!(access("/alertmanager/api/v2/silences"), Some(Access::Alerts));
+        assert_eq!(
+            access("/alertmanager/api/v2/silences"),
+            Some(Access::Alerts)
+        );
         assert_eq!(access("/loki/api/v1/push"), Some(Access::Custom));
         // The access class follows the route, not the upstream it falls back to.
         let fallback = super::tests::table(&[], &[]);
         assert_eq!(
-            fallback.resolve("/api/v1/rules").map(|(r, _)| (r.access, r.upstream.as_str())),
+            fallback
+                .resolve("/api/v1/rules")
+                .map(|(r, _)| (r.access, r.upstream.as_str())),
             Some((Access::Rules, QUERY_FRONTEND))
         );
     }

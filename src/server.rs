@@ -96,7 +96,10 @@ impl Gateway {
                 })
             },
         );
-        let prefixes = routes.routes().map(|(route, _)| route.prefix.clone()).collect();
+        let prefixes = routes
+            .routes()
+            .map(|(route, _)| route.prefix.clone())
+            .collect();
         let request_metrics = PrometheusMetricsBuilder::new("cortex_gateway")
             .registry(metrics.registry.clone())
             .endpoint("/metrics")

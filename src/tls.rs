@@ -129,7 +129,6 @@ impl ReloadingCertificate {
             current: RwLock::new((key, stamp)),
         })
     }
-
 }
 
 /// Re-reads the files when they changed, or always on `SIGHUP`.
