@@ -117,3 +117,127 @@ impl Pipeline {
         refusal.error_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::test::{call_service, init_service, TestRequest};
+    use actix_web::App;
+
+    use crate::auth::{mint_token, TokenRequest};
+    use crate::config::{Overrides, Settings};
+    use crate::metrics::Metrics;
+    use crate::server::Gateway;
+
+    /// Settings whose upstreams refuse connections: every request that got
+    /// past the pipeline's refusals is answered 502.
+    fn settings() -> Settings {
+        let unreachable = "http://127.0.0.1:9".to_owned();
+        let env = [
+            (
+                "CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR",
+                unreachable.clone(),
+            ),
+            ("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND", unreachable),
+            (
+                "CORTEX_GATEWAY__AUTH__JWT_SECRET",
+                "pipeline-test-secret-0123456789abcdef".to_owned(),
+            ),
+            (
+                "CORTEX_GATEWAY__SERVER__MAX_REQUEST_BODY_SIZE",
+                "1000".to_owned(),
+            ),
+        ]
+        .map(|(key, value)| (key.to_owned(), value));
+        Settings::load(None, env, &Overrides::default()).unwrap()
+    }
+
+    fn bearer(settings: &Settings) -> (&'static str, String) {
+        let token = mint_token(
+            &settings.auth,
+            &TokenRequest {
+                tenant: "team-a".to_owned(),
+                version: 1,
+                audience: None,
+                expires_in: None,
+                algorithm: jsonwebtoken::Algorithm::HS256,
+            },
+        )
+        .unwrap();
+        ("authorization", format!("Bearer {token}"))
+    }
+
+    /// Sends each `(method, path, with token, extra header)` through the
+    /// real app and returns the statuses.
+    async fn statuses(cases: &[(&str, &str, bool, Option<(&str, &str)>)]) -> Vec<StatusCode> {
+        let settings = settings();
+        let authorization = bearer(&settings);
+        let gateway = Gateway::new(settings, Metrics::new(false), false).unwrap();
+        let app = init_service(App::new().configure(|cfg| gateway.configure(cfg))).await;
+        let mut statuses = Vec::new();
+        for (method, path, with_token, extra) in cases {
+            let mut request = TestRequest::default()
+                .method(method.parse().unwrap())
+                .uri(path);
+            if *with_token {
+                request = request.insert_header(authorization.clone());
+            }
+            if let Some(header) = extra {
+                request = request.insert_header(*header);
+            }
+            statuses.push(call_service(&app, request.to_request()).await.status());
+        }
+        statuses
+    }
+
+    #[actix_rt::test]
+    async fn refusals_come_in_the_order_of_the_steps() {
+        let cases = [
+            // A method that is never forwarded wins over everything.
+            ("TRACE", "/api/v1/query", false, None),
+            ("CONNECT", "/ring", true, None),
+            // A path nothing routes: 404 without a token, 400 when it is
+            // not canonical either.
+            ("GET", "/ring", false, None),
+            ("GET", "/api%2Fv1/query", false, None),
+            // Under a route, the token comes first...
+            ("GET", "/api/v1/query", false, None),
+            ("GET", "/api/../ring", false, None),
+            // ...then the path...
+            ("GET", "/api/../ring", true, None),
+            // ...then the limits...
+            (
+                "POST",
+                "/api/v1/push",
+                false,
+                Some(("content-length", "5000")),
+            ),
+            (
+                "POST",
+                "/api/v1/push",
+                true,
+                Some(("content-length", "5000")),
+            ),
+            // ...and only then the upstream.
+            ("GET", "/api/v1/query", true, None),
+        ];
+        assert_eq!(
+            statuses(&cases).await,
+            [405, 405, 404, 400, 401, 401, 400, 401, 413, 502]
+                .map(|code| StatusCode::from_u16(code).unwrap())
+        );
+    }
+
+    #[actix_rt::test]
+    async fn the_gateways_own_endpoints_need_no_token() {
+        // `/metrics` is served by the metrics middleware, tested end to end.
+        let cases = [
+            ("GET", "/health", false, None),
+            ("GET", "/ready", false, None),
+        ];
+        assert!(statuses(&cases)
+            .await
+            .iter()
+            .all(|status| *status == StatusCode::OK));
+    }
+}
