@@ -167,9 +167,12 @@ mod tests {
         ("authorization", format!("Bearer {token}"))
     }
 
-    /// Sends each `(method, path, with token, extra header)` through the
-    /// real app and returns the statuses.
-    async fn statuses(cases: &[(&str, &str, bool, Option<(&str, &str)>)]) -> Vec<StatusCode> {
+    /// One request: method, path, whether it carries a valid token, and an
+    /// extra header.
+    type Case<'a> = (&'a str, &'a str, bool, Option<(&'a str, &'a str)>);
+
+    /// Sends each case through the real app and returns the statuses.
+    async fn statuses(cases: &[Case<'_>]) -> Vec<StatusCode> {
         let settings = settings();
         let authorization = bearer(&settings);
         let gateway = Gateway::new(settings, Metrics::new(false), false).unwrap();
