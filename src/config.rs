@@ -949,7 +949,14 @@ struct EffectiveProxy<'a> {
 
 #[derive(Serialize)]
 struct EffectiveAuth<'a> {
-    jwt_secret: &'static str,
+    /// The secret is never printed; with a secret file, the file is named
+    /// and the count of its keys shown instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_secret: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_secret_file: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwt_secret_file_keys: Option<usize>,
     tenant_claim: &'a str,
     audience: &'a [String],
     algorithms: Vec<String>,
@@ -1014,7 +1021,13 @@ impl Settings {
                 tls_insecure_skip_verify: self.proxy.tls_insecure_skip_verify,
             },
             auth: EffectiveAuth {
-                jwt_secret: "<redacted>",
+                jwt_secret: self.auth.jwt_secret_file.is_none().then_some("<redacted>"),
+                jwt_secret_file: self.auth.jwt_secret_file.as_deref(),
+                jwt_secret_file_keys: self
+                    .auth
+                    .jwt_secret_file
+                    .as_ref()
+                    .map(|_| 1 + self.auth.additional_secrets.len()),
                 tenant_claim: &self.auth.tenant_claim,
                 audience: &self.auth.audience,
                 algorithms: self

@@ -130,6 +130,38 @@ fn check_config_redacts_secrets_and_shows_the_effective_values() {
 }
 
 #[test]
+fn check_config_names_the_secret_file_in_use_without_its_keys() {
+    let secrets = temp_file(
+        "secrets",
+        "new-key-0123456789abcdef\nold-key-0123456789abcdef\n",
+    );
+    let output = run(
+        &["check-config"],
+        &[
+            UPSTREAMS[0],
+            UPSTREAMS[1],
+            (
+                "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE",
+                secrets.to_str().unwrap(),
+            ),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("jwt_secret_file = \"{}\"", secrets.display())),
+        "{text}"
+    );
+    assert!(text.contains("jwt_secret_file_keys = 2"), "{text}");
+    assert!(
+        !text.contains("jwt_secret = "),
+        "no secret of its own: {text}"
+    );
+    assert!(!text.contains("-key-0123456789abcdef"), "{text}");
+    let _ = std::fs::remove_file(secrets);
+}
+
+#[test]
 fn precedence_is_flags_then_env_then_file_then_defaults() {
     let file = temp_file(
         "precedence.toml",
