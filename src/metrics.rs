@@ -245,29 +245,26 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
-        let upstream_duration = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::from(opts(
-                    "upstream_request_duration_seconds",
-                    "Time from sending a request upstream to its response head.",
-                ))
-                .buckets(GO_BUCKETS.to_vec()),
-                &["targetname", "status_code"],
+        // The Go gateway's buckets for both, so dashboards compare them.
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::from(opts(name, help)).buckets(GO_BUCKETS.to_vec()),
+                    labels,
+                )
+                .expect("valid metric"),
             )
-            .expect("valid metric"),
+        };
+        let upstream_duration = histogram(
+            "upstream_request_duration_seconds",
+            "Time from sending a request upstream to its response head.",
+            &["targetname", "status_code"],
         );
-        let request_duration = register(
-            &registry,
-            HistogramVec::new(
-                HistogramOpts::from(opts(
-                    "request_duration_seconds",
-                    "Time (in seconds) spent serving HTTP requests.",
-                ))
-                .buckets(GO_BUCKETS.to_vec()),
-                &["method", "route", "status_code", "ws"],
-            )
-            .expect("valid metric"),
+        let request_duration = histogram(
+            "request_duration_seconds",
+            "Time (in seconds) spent serving HTTP requests.",
+            &["method", "route", "status_code", "ws"],
         );
         let build_info = register(
             &registry,
