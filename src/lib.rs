@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod settings;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

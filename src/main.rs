@@ -69,9 +69,10 @@ fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
     for flag in ignored_flags {
         tracing::warn!(flag, "ignoring a Go gateway flag that has no effect here");
     }
-    if settings.auth.jwt_secret == SHIPPED_EXAMPLE_SECRET {
+    let secret = settings.auth.signing_secret();
+    if secret == SHIPPED_EXAMPLE_SECRET {
         tracing::warn!("auth.jwt_secret is the example value from config/cortex-gateway.toml: anyone can mint tokens; set your own secret before exposing the gateway");
-    } else if settings.auth.jwt_secret.len() < 32 {
+    } else if secret.len() < 32 {
         tracing::warn!(
             "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
         );

@@ -13,6 +13,7 @@ use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+use serde::{Deserialize, Serialize};
 
 const NAMESPACE: &str = "cortex_gateway";
 
@@ -20,6 +21,34 @@ const NAMESPACE: &str = "cortex_gateway";
 const GO_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0,
 ];
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSettings {
+    /// Whether success counters carry a `tenant` label.
+    pub per_tenant: bool,
+}
+
+/// `[metrics]` as written.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawMetrics {
+    per_tenant: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self { per_tenant: true }
+    }
+}
+
+impl RawMetrics {
+    pub fn validate(self) -> MetricsSettings {
+        MetricsSettings {
+            per_tenant: self.per_tenant,
+        }
+    }
+}
 
 /// Counters for authentication outcomes, owned by the authenticator.
 #[derive(Clone)]

@@ -235,6 +235,30 @@ pub fn check_canonical(path: &str) -> Result<(), RouteError> {
     Ok(())
 }
 
+/// Checks the `[[routes]]` entries: each names a configured upstream and a
+/// usable prefix.
+pub fn validate_custom_routes(
+    custom: &[CustomRoute],
+    upstreams: &[&str],
+) -> Result<(), crate::settings::ConfigError> {
+    use crate::settings::ConfigError;
+    for (index, route) in custom.iter().enumerate() {
+        if !upstreams.contains(&route.upstream.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("routes[{index}].upstream"),
+                format!(
+                    "unknown upstream `{}` (configured: {})",
+                    route.upstream,
+                    upstreams.join(", ")
+                ),
+            ));
+        }
+        validate_custom_prefix(&route.prefix)
+            .map_err(|message| ConfigError::invalid(format!("routes[{index}].prefix"), message))?;
+    }
+    Ok(())
+}
+
 /// Checks a `[[routes]]` prefix: canonical, not the root, not a path the
 /// gateway serves itself.
 pub fn validate_custom_prefix(prefix: &str) -> Result<(), String> {

@@ -20,8 +20,13 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::config::{ClientAuth, ProxySettings, ServerTlsSettings};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
 use crate::reload::{Reload, Trigger};
+use crate::settings::ConfigError;
+use crate::upstream::ProxySettings;
 
 /// A TLS setting that cannot be used, naming its key.
 #[derive(Debug, thiserror::Error)]
@@ -282,4 +287,113 @@ impl ServerCertVerifier for NoVerification {
 /// matching), so `check-config` catches what serving would.
 pub fn check(settings: &ServerTlsSettings) -> Result<(), TlsError> {
     server_config(settings).map(drop)
+}
+
+// ---- settings: the `server.http_tls_*` keys ------------------------------------
+
+/// The listener's certificate and client-certificate policy; serialized
+/// into `[server]` under the keys it is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerTlsSettings {
+    #[serde(rename = "http_tls_cert_path")]
+    pub cert_path: PathBuf,
+    #[serde(rename = "http_tls_key_path")]
+    pub key_path: PathBuf,
+    #[serde(rename = "http_tls_client_auth")]
+    pub client_auth: ClientAuth,
+    #[serde(rename = "http_tls_ca_path", skip_serializing_if = "Option::is_none")]
+    pub ca_path: Option<PathBuf>,
+}
+
+/// Client certificate policy, named as Go's `tls.ClientAuthType` (the Go
+/// gateway's `-server.http-tls-client-auth` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ClientAuth {
+    NoClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
+}
+
+/// The `server.http_tls_*` keys as written.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RawServerTls {
+    http_tls_cert_path: Option<PathBuf>,
+    http_tls_key_path: Option<PathBuf>,
+    http_tls_client_auth: String,
+    http_tls_ca_path: Option<PathBuf>,
+}
+
+impl RawServerTls {
+    /// `None` for plain HTTP; the certificate and key are loaded once here
+    /// so that a broken file is a start-up error naming its key.
+    pub fn validate(self) -> Result<Option<ServerTlsSettings>, ConfigError> {
+        validate_server_tls(
+            self.http_tls_cert_path,
+            self.http_tls_key_path,
+            &self.http_tls_client_auth,
+            self.http_tls_ca_path,
+        )
+    }
+}
+
+fn validate_server_tls(
+    cert_path: Option<PathBuf>,
+    key_path: Option<PathBuf>,
+    client_auth: &str,
+    ca_path: Option<PathBuf>,
+) -> Result<Option<ServerTlsSettings>, ConfigError> {
+    let client_auth = match client_auth {
+        "" | "NoClientCert" => ClientAuth::NoClientCert,
+        "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
+        "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_client_auth",
+                format!("`{client_auth}` accepts unverified client certificates; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+            ))
+        }
+        other => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_client_auth",
+                format!("`{other}` is not one of NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"),
+            ))
+        }
+    };
+    let empty = |p: &Option<PathBuf>| p.as_ref().is_none_or(|p| p.as_os_str().is_empty());
+    let settings = match (cert_path, key_path) {
+        (cert, key) if empty(&cert) && empty(&key) => {
+            if client_auth != ClientAuth::NoClientCert {
+                return Err(ConfigError::invalid(
+                    "server.http_tls_client_auth",
+                    "needs server.http_tls_cert_path and server.http_tls_key_path",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(cert_path), Some(key_path))
+            if !cert_path.as_os_str().is_empty() && !key_path.as_os_str().is_empty() =>
+        {
+            ServerTlsSettings {
+                cert_path,
+                key_path,
+                client_auth,
+                ca_path: ca_path.filter(|p| !p.as_os_str().is_empty()),
+            }
+        }
+        (cert, _) if empty(&cert) => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_cert_path",
+                "must be set together with server.http_tls_key_path",
+            ))
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                "server.http_tls_key_path",
+                "must be set together with server.http_tls_cert_path",
+            ))
+        }
+    };
+    check(&settings).map_err(|e| ConfigError::invalid(e.key, e.message))?;
+    Ok(Some(settings))
 }

@@ -14,24 +14,27 @@
 //! connections").
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use actix_web::http::Uri;
 use futures_util::Stream;
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::Upstream;
+use crate::settings::{parse_duration, serialize_duration, ConfigError};
 
 /// Idle connections kept per upstream and worker; more are closed.
 const MAX_IDLE_PER_UPSTREAM: usize = 100;
@@ -358,6 +361,175 @@ impl<B> Drop for ResponseBody<B> {
                 checkout.give_back();
             }
         }
+    }
+}
+
+// ---- settings: `[upstreams]` and `[proxy]` ------------------------------------
+
+/// The upstreams the gateway must know to start.
+const REQUIRED_UPSTREAMS: [(&str, &str); 2] = [
+    (crate::routes::DISTRIBUTOR, "-gateway.distributor.address"),
+    (
+        crate::routes::QUERY_FRONTEND,
+        "-gateway.query-frontend.address",
+    ),
+];
+
+/// An upstream base address, split once so forwarding only concatenates.
+/// Serializes as the address it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `scheme://authority`, without a trailing slash.
+    pub origin: String,
+    /// Path prefix from the address (`""` or `/prefix` without a trailing slash).
+    pub path_prefix: String,
+}
+
+impl Upstream {
+    /// `host[:port]`, as the `Host` header names it.
+    pub fn authority(&self) -> &str {
+        self.origin
+            .split_once("://")
+            .map_or(self.origin.as_str(), |(_, authority)| authority)
+    }
+
+    /// Parses an absolute `http://` or `https://` address.
+    pub fn parse(address: &str) -> Result<Self, String> {
+        let uri: Uri = address
+            .parse()
+            .map_err(|_| format!("`{address}` is not a valid URL"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(format!(
+                    "`{address}` must be an absolute http:// or https:// URL"
+                ))
+            }
+        }
+        let authority = uri
+            .authority()
+            .filter(|a| !a.host().is_empty())
+            .ok_or_else(|| format!("`{address}` has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!("`{address}` must not carry credentials"));
+        }
+        if uri.query().is_some() {
+            return Err(format!("`{address}` must not have a query string"));
+        }
+        Ok(Self {
+            origin: format!("{}://{}", uri.scheme_str().unwrap_or("http"), authority),
+            path_prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The address as configured, for logs and `check-config`.
+    pub fn address(&self) -> String {
+        format!("{}{}", self.origin, self.path_prefix)
+    }
+}
+
+impl Serialize for Upstream {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.address())
+    }
+}
+
+/// `[upstreams]`: every named address, checked; empty ones are unset.
+pub fn validate_upstreams(
+    raw: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Upstream>, ConfigError> {
+    let mut upstreams = BTreeMap::new();
+    for (name, address) in raw {
+        let key = format!("upstreams.{name}");
+        if !is_upstream_name(&name) {
+            return Err(ConfigError::invalid(
+                key,
+                "upstream names use only a-z, 0-9 and _",
+            ));
+        }
+        // An empty address is how Go flags say "not set" (`-gateway.ruler.address=`).
+        if address.trim().is_empty() {
+            continue;
+        }
+        let upstream = Upstream::parse(address.trim()).map_err(|m| ConfigError::invalid(key, m))?;
+        upstreams.insert(name, upstream);
+    }
+    for (name, flag) in REQUIRED_UPSTREAMS {
+        if !upstreams.contains_key(name) {
+            return Err(ConfigError::invalid(
+                format!("upstreams.{name}"),
+                format!(
+                    "must be set (flag {flag}, env {}__UPSTREAMS__{})",
+                    crate::config::ENV_PREFIX,
+                    name.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+    Ok(upstreams)
+}
+
+fn is_upstream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// How the gateway talks to upstreams.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxySettings {
+    /// Time an upstream may take to accept the request and send its response head.
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub connect_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for https upstreams.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any upstream certificate. Logged loudly; for testing only.
+    pub tls_insecure_skip_verify: bool,
+}
+
+/// `[proxy]` as written.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawProxy {
+    timeout: String,
+    connect_timeout: String,
+    tls_ca_file: Option<PathBuf>,
+    tls_insecure_skip_verify: bool,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            timeout: "5m".to_owned(),
+            connect_timeout: "5s".to_owned(),
+            tls_ca_file: None,
+            tls_insecure_skip_verify: false,
+        }
+    }
+}
+
+impl RawProxy {
+    pub fn validate(self) -> Result<ProxySettings, ConfigError> {
+        let proxy = ProxySettings {
+            timeout: parse_duration("proxy.timeout", &self.timeout)?,
+            connect_timeout: parse_duration("proxy.connect_timeout", &self.connect_timeout)?,
+            tls_ca_file: self.tls_ca_file,
+            tls_insecure_skip_verify: self.tls_insecure_skip_verify,
+        };
+        if proxy.timeout.is_zero() {
+            return Err(ConfigError::invalid("proxy.timeout", "must be positive"));
+        }
+        if proxy.connect_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "proxy.connect_timeout",
+                "must be positive",
+            ));
+        }
+        Ok(proxy)
     }
 }
 

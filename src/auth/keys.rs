@@ -11,6 +11,8 @@ use std::time::SystemTime;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::settings::Secret;
+
 /// The algorithms an HMAC secret verifies: the one allow-list of the
 /// symmetric family, which `auth.algorithms` may narrow.
 pub const HMAC_ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -67,10 +69,10 @@ pub struct StaticSecrets {
 }
 
 impl StaticSecrets {
-    pub fn new(secrets: &[Vec<u8>]) -> Result<Self, KeyError> {
+    pub fn new(secrets: &[Secret]) -> Result<Self, KeyError> {
         let keys = secrets
             .iter()
-            .map(|secret| Key::hmac(secret, "auth.jwt_secret"))
+            .map(|secret| Key::hmac(secret.expose(), "auth.jwt_secret"))
             .collect::<Result<_, _>>()?;
         Ok(Self { keys })
     }

@@ -50,7 +50,7 @@ pub fn mint_token(auth: &AuthSettings, request: &TokenRequest) -> Result<String,
     let token = jsonwebtoken::encode(
         &Header::new(request.algorithm),
         &Value::Object(claims),
-        &EncodingKey::from_secret(&auth.jwt_secret)?,
+        &EncodingKey::from_secret(auth.signing_secret())?,
     )?;
     Ok(token)
 }
@@ -62,13 +62,13 @@ mod tests {
 
     fn settings() -> AuthSettings {
         AuthSettings {
-            jwt_secret: b"mint-test-secret".to_vec(),
+            jwt_secret: None,
+            secrets: vec![crate::settings::Secret::new(b"mint-test-secret".to_vec())],
             tenant_claim: "org".to_owned(),
             audience: vec!["cortex".to_owned()],
             algorithms: vec![Algorithm::HS256, Algorithm::HS512],
             leeway: Duration::from_secs(0),
             extra_headers: Vec::new(),
-            additional_secrets: Vec::new(),
             jwt_secret_file: None,
         }
     }

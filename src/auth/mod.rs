@@ -7,6 +7,7 @@ pub mod claims;
 pub mod extract;
 pub mod keys;
 mod mint;
+pub mod settings;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +17,11 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::Validation;
 
-use crate::config::AuthSettings;
 use crate::metrics::AuthMetrics;
 use crate::reload::{Reload, Trigger};
 use keys::{Key, KeyError, KeySource, SecretFile, StaticSecrets};
 pub use mint::{mint_token, MintError, TokenRequest};
+pub use settings::AuthSettings;
 
 /// Why a request was refused. The variant decides the `reason` label of
 /// `cortex_gateway_failed_authentications_total` and the short text after
@@ -190,11 +191,7 @@ impl Authenticator {
         }
         let source: Box<dyn KeySource> = match &settings.jwt_secret_file {
             Some(path) => Box::new(SecretFile::open(path)?),
-            None => {
-                let mut secrets = vec![settings.jwt_secret.clone()];
-                secrets.extend(settings.additional_secrets.iter().cloned());
-                Box::new(StaticSecrets::new(&secrets)?)
-            }
+            None => Box::new(StaticSecrets::new(&settings.secrets)?),
         };
         let sources = vec![source];
         let key_set = KeySet::gather(&sources);
@@ -370,13 +367,13 @@ mod tests {
 
     fn settings(audience: &[&str]) -> AuthSettings {
         AuthSettings {
-            jwt_secret: SECRET.to_vec(),
+            jwt_secret: None,
+            secrets: vec![crate::settings::Secret::new(SECRET.to_vec())],
             tenant_claim: "tenant_id".to_owned(),
             audience: audience.iter().map(|a| a.to_string()).collect(),
             algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
             leeway: Duration::from_secs(5),
             extra_headers: Vec::new(),
-            additional_secrets: Vec::new(),
             jwt_secret_file: None,
         }
     }
@@ -528,7 +525,9 @@ mod tests {
     #[test]
     fn every_configured_key_verifies_and_the_first_signs() {
         let mut rotating = settings(&[]);
-        rotating.additional_secrets = vec![b"old-key-still-accepted".to_vec()];
+        rotating
+            .secrets
+            .push(crate::settings::Secret::new("old-key-still-accepted"));
         let auth = Authenticator::new(&rotating).unwrap();
         let old = sign(
             Algorithm::HS256,

@@ -14,6 +14,7 @@
 mod early_rejections;
 mod jaeger;
 mod otlp_http;
+pub mod settings;
 
 use opentelemetry::propagation::{Injector, TextMapCompositePropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -25,9 +26,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LogSettings, TracingSettings};
 pub use early_rejections::EarlyRejections;
 pub use jaeger::JaegerPropagator;
+use settings::{LogFormat, LogSettings, TracingSettings};
 
 /// Keeps the trace pipeline alive; dropping it flushes pending spans.
 pub struct Telemetry {
