@@ -14,8 +14,20 @@
 #   tenant    a Prometheus that scrapes itself and remote_writes through the
 #             gateway with a token minted by `cortex-gateway token --tenant …`
 #
+# With CORTEX_BIN set (CORTEX_BIN=/path/to/cortex examples/run-local-stack.sh)
+# it runs the real thing instead, with two tenants:
+#
+#   cortex    a single-process Cortex (target all,alertmanager, multi-tenant):
+#             distributor, query-frontend, ruler and Alertmanager of the gateway
+#   gateway   cortex-gateway in front of it, no custom routes
+#   tenant    $STACK_TENANT's Prometheus, remote_writing through the gateway
+#   tenant-b  $STACK_TENANT_B's Prometheus: the same job name, its own token
+#
+# and prints what each tenant sees through the gateway: its own Prometheus only.
+#
 # Needs: bash, curl, prometheus (Debian/Ubuntu: apt-get install prometheus),
-# and a built gateway (cargo build --release, or cargo build).
+# and a built gateway (cargo build --release, or cargo build); in Cortex mode,
+# a Cortex binary (tested with 1.15).
 #
 # Settings (environment):
 #   CORTEX_GATEWAY_BIN   gateway binary; default target/release/cortex-gateway,
@@ -28,6 +40,11 @@
 #   STACK_TENANT_PORT    default 19091
 #   STACK_TENANT         tenant id of the writer (default: team-a)
 #   STACK_TIMEOUT        seconds to wait for start-up and for the first samples (default 90)
+#   CORTEX_BIN           a Cortex binary: run Cortex instead of the stand-in receiver
+#   STACK_CORTEX_PORT    Cortex mode: Cortex's HTTP port (default 19009)
+#   STACK_CORTEX_GRPC_PORT  Cortex mode: Cortex's gRPC port (default 19095)
+#   STACK_TENANT_B       Cortex mode: the second tenant (default: team-b)
+#   STACK_TENANT_B_PORT  Cortex mode: its Prometheus's port (default 19092)
 #
 # Everything listens on 127.0.0.1 only.
 
@@ -44,11 +61,24 @@ STACK_TENANT_PORT=${STACK_TENANT_PORT:-19091}
 STACK_TENANT=${STACK_TENANT:-team-a}
 STACK_TIMEOUT=${STACK_TIMEOUT:-90}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
+CORTEX_BIN=${CORTEX_BIN:-}
+STACK_CORTEX_PORT=${STACK_CORTEX_PORT:-19009}
+STACK_CORTEX_GRPC_PORT=${STACK_CORTEX_GRPC_PORT:-19095}
+STACK_TENANT_B=${STACK_TENANT_B:-team-b}
+STACK_TENANT_B_PORT=${STACK_TENANT_B_PORT:-19092}
 
 # The job the tenant Prometheus scrapes itself as: what you query for.
 JOB=tenant-prometheus
-# Stop order: writer first, so that its last batches still find the gateway.
-PROCESSES=(tenant gateway receiver)
+# Stop order: writers first, so that their last batches still find the
+# gateway (a Prometheus whose remote end is gone retries for a minute or more).
+RECEIVER_PROCESSES=(tenant gateway receiver)
+CORTEX_PROCESSES=(tenant tenant-b gateway cortex)
+ALL_PROCESSES=(tenant tenant-b gateway receiver cortex)
+if [[ -n $CORTEX_BIN ]]; then
+  PROCESSES=("${CORTEX_PROCESSES[@]}")
+else
+  PROCESSES=("${RECEIVER_PROCESSES[@]}")
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -147,11 +177,24 @@ stop_one() {
   rm -f "$file"
 }
 
+# Stops whatever either mode started (names without a PID file are skipped).
 stop_all() {
   local name
-  for name in "${PROCESSES[@]}"; do
-    stop_one "$name"
+  for name in "${ALL_PROCESSES[@]}"; do
+    if [[ -f $(pid_file "$name") ]]; then
+      stop_one "$name"
+    fi
   done
+}
+
+# The processes of the mode the stack in $STACK_DIR was started in.
+load_mode() {
+  [[ -f $STACK_DIR/mode ]] || return 0
+  if [[ $(<"$STACK_DIR/mode") == cortex ]]; then
+    PROCESSES=("${CORTEX_PROCESSES[@]}")
+  else
+    PROCESSES=("${RECEIVER_PROCESSES[@]}")
+  fi
 }
 
 # A failed start leaves nothing behind.
@@ -191,17 +234,36 @@ http_ok() { curl -fsS --max-time 5 -o /dev/null "$1"; }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-query_url() { printf 'http://127.0.0.1:%s/api/v1/query' "$STACK_GATEWAY_PORT"; }
+# Cortex serves the query API under /prometheus; the stand-in at the root.
+query_url() {
+  if [[ -n $CORTEX_BIN ]]; then
+    printf 'http://127.0.0.1:%s/prometheus/api/v1/query' "$STACK_GATEWAY_PORT"
+  else
+    printf 'http://127.0.0.1:%s/api/v1/query' "$STACK_GATEWAY_PORT"
+  fi
+}
 
 # The first samples have arrived when the query, sent through the gateway
-# with the tenant's token, returns a non-empty result.
+# with a tenant's token (file $1 in $STACK_DIR, default token), returns a
+# non-empty result.
 samples_arrived() {
   local answer
   answer=$(curl -fsS --max-time 5 \
-    -H "Authorization: Bearer $(<"$STACK_DIR/token")" \
+    -H "Authorization: Bearer $(<"$STACK_DIR/${1:-token}")" \
     --data-urlencode "query=up{job=\"$JOB\"}" \
     "$(query_url)") || return 1
   [[ $answer == *'"result":[{'* ]]
+}
+
+# The instances of up{job="$JOB"} that the tenant of token file $1 sees
+# through the gateway, space-separated.
+instances_seen() {
+  local answer
+  answer=$(curl -fsS --max-time 5 \
+    -H "Authorization: Bearer $(<"$STACK_DIR/$1")" \
+    --data-urlencode "query=up{job=\"$JOB\"}" \
+    "$(query_url)") || return 1
+  grep -o '"instance":"[^"]*"' <<<"$answer" | cut -d'"' -f4 | sort -u | paste -sd' ' -
 }
 
 # ---- commands ----------------------------------------------------------------
@@ -227,11 +289,18 @@ cmd_start() {
   command -v "$PROMETHEUS_BIN" >/dev/null ||
     die "$PROMETHEUS_BIN not found: apt-get install prometheus, or set PROMETHEUS_BIN"
   find_gateway
+  if [[ -n $CORTEX_BIN ]]; then
+    if [[ ! -x $CORTEX_BIN ]]; then
+      CORTEX_BIN=$(command -v "$CORTEX_BIN") || die "CORTEX_BIN=$CORTEX_BIN is not an executable"
+    fi
+    cmd_start_cortex
+    return
+  fi
 
   mkdir -p "$STACK_DIR"
   STACK_DIR=$(cd "$STACK_DIR" && pwd)
   local name port var
-  for name in "${PROCESSES[@]}"; do
+  for name in "${ALL_PROCESSES[@]}"; do
     if running_pid "$name" >/dev/null; then
       die "the stack in $STACK_DIR is already running; run '$0 stop' first"
     fi
@@ -248,6 +317,7 @@ cmd_start() {
   # Start from empty data so that old samples cannot fake a success.
   rm -rf "$STACK_DIR/receiver-data" "$STACK_DIR/tenant-data"
   rm -f "$STACK_DIR"/*.pid
+  printf 'receiver\n' >"$STACK_DIR/mode"
 
   local receiver="http://127.0.0.1:$STACK_RECEIVER_PORT"
   local gateway="http://127.0.0.1:$STACK_GATEWAY_PORT"
@@ -351,6 +421,222 @@ Stop everything with: $stop_command
 EOF
 }
 
+# writer_config NAME PORT TOKEN_FILE: the configuration of a tenant's
+# Prometheus that scrapes itself every second and remote_writes to Cortex's
+# push path through the gateway, with the token in TOKEN_FILE.
+writer_config() {
+  cat >"$STACK_DIR/$1.yml" <<EOF
+# Written by run-local-stack.sh: a tenant's Prometheus.
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: $JOB
+    static_configs:
+      - targets: ["127.0.0.1:$2"]
+remote_write:
+  - url: http://127.0.0.1:$STACK_GATEWAY_PORT/api/v1/push
+    authorization:
+      credentials_file: $3
+    queue_config:
+      batch_send_deadline: 1s
+EOF
+}
+
+cmd_start_cortex() {
+  mkdir -p "$STACK_DIR"
+  STACK_DIR=$(cd "$STACK_DIR" && pwd)
+  local name port var
+  for name in "${ALL_PROCESSES[@]}"; do
+    if running_pid "$name" >/dev/null; then
+      die "the stack in $STACK_DIR is already running; run '$0 stop' first"
+    fi
+  done
+  [[ $STACK_TENANT != "$STACK_TENANT_B" ]] || die "STACK_TENANT and STACK_TENANT_B are both $STACK_TENANT"
+  for var in STACK_CORTEX_PORT STACK_CORTEX_GRPC_PORT STACK_GATEWAY_PORT STACK_TENANT_PORT STACK_TENANT_B_PORT; do
+    port=${!var}
+    [[ $port =~ ^[0-9]+$ ]] || die "$var=$port is not a port number"
+    if port_in_use "$port"; then
+      die "port $port is in use; choose another with $var=<port>"
+    fi
+  done
+
+  trap on_start_exit EXIT
+  # Start from empty data so that old samples cannot fake a success.
+  rm -rf "$STACK_DIR/cortex-data" "$STACK_DIR/tenant-data" "$STACK_DIR/tenant-b-data"
+  rm -f "$STACK_DIR"/*.pid
+  printf 'cortex\n' >"$STACK_DIR/mode"
+  local data="$STACK_DIR/cortex-data"
+  mkdir -p "$data/ruler-tmp"
+
+  local cortex="http://127.0.0.1:$STACK_CORTEX_PORT"
+  local gateway="http://127.0.0.1:$STACK_GATEWAY_PORT"
+
+  # 1. Cortex, every role in one process. It takes the tenant from
+  #    X-Scope-OrgID, which only the gateway sets.
+  cat >"$STACK_DIR/cortex.yaml" <<EOF
+# Written by run-local-stack.sh: single-process Cortex, multi-tenant.
+target: all,alertmanager
+auth_enabled: true
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: $STACK_CORTEX_PORT
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: $STACK_CORTEX_GRPC_PORT
+distributor:
+  shard_by_all_labels: true
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ingester:
+  lifecycler:
+    address: 127.0.0.1
+    min_ready_duration: 0s
+    final_sleep: 0s
+    num_tokens: 512
+    ring:
+      kvstore:
+        store: inmemory
+      replication_factor: 1
+querier:
+  active_query_tracker_dir: $data/active-query-tracker
+blocks_storage:
+  backend: filesystem
+  filesystem:
+    dir: $data/blocks
+  tsdb:
+    dir: $data/tsdb
+  bucket_store:
+    sync_dir: $data/tsdb-sync
+store_gateway:
+  sharding_enabled: false
+compactor:
+  data_dir: $data/compactor
+  sharding_ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+frontend_worker:
+  match_max_concurrent: true
+ruler:
+  enable_api: true
+  rule_path: $data/ruler-tmp
+  alertmanager_url: $cortex/alertmanager
+  enable_alertmanager_v2: true
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ruler_storage:
+  backend: filesystem
+  filesystem:
+    dir: $data/ruler
+alertmanager:
+  enable_api: true
+  data_dir: $data/alertmanager
+  external_url: $cortex/alertmanager
+  sharding_enabled: false
+  cluster:
+    listen_address: ""
+alertmanager_storage:
+  backend: filesystem
+  filesystem:
+    dir: $data/alertmanager-configs
+EOF
+  start cortex "$CORTEX_BIN" -config.file="$STACK_DIR/cortex.yaml"
+  wait_until cortex "Cortex to be ready ($cortex/ready)" http_ok "$cortex/ready"
+
+  # 2. The gateway, in front of all four of Cortex's roles.
+  local secret
+  secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  (
+    umask 077
+    cat >"$STACK_DIR/gateway.toml" <<EOF
+# Written by run-local-stack.sh.
+[server]
+http_listen_address = "127.0.0.1"
+http_listen_port = $STACK_GATEWAY_PORT
+graceful_shutdown_timeout = "5s"
+
+[upstreams]
+distributor = "$cortex"
+query_frontend = "$cortex"
+ruler = "$cortex"
+alertmanager = "$cortex"
+
+[auth]
+jwt_secret = "$secret"
+EOF
+  )
+  start gateway "$CORTEX_GATEWAY_BIN" --config "$STACK_DIR/gateway.toml"
+  wait_until gateway "the gateway to be ready ($gateway/ready)" http_ok "$gateway/ready"
+
+  # 3. A token per tenant, each in a file that only we can read.
+  (
+    umask 077
+    "$CORTEX_GATEWAY_BIN" token --tenant "$STACK_TENANT" --expires-in 24h \
+      --config "$STACK_DIR/gateway.toml" >"$STACK_DIR/token"
+    "$CORTEX_GATEWAY_BIN" token --tenant "$STACK_TENANT_B" --expires-in 24h \
+      --config "$STACK_DIR/gateway.toml" >"$STACK_DIR/token-b"
+  )
+  log "minted 24h tokens: tenant $STACK_TENANT in $STACK_DIR/token, tenant $STACK_TENANT_B in $STACK_DIR/token-b"
+
+  # 4. One Prometheus per tenant: the same job name, each its own token.
+  writer_config tenant "$STACK_TENANT_PORT" "$STACK_DIR/token"
+  writer_config tenant-b "$STACK_TENANT_B_PORT" "$STACK_DIR/token-b"
+  start tenant "$PROMETHEUS_BIN" \
+    --config.file="$STACK_DIR/tenant.yml" \
+    --storage.tsdb.path="$STACK_DIR/tenant-data" \
+    --web.listen-address="127.0.0.1:$STACK_TENANT_PORT"
+  start tenant-b "$PROMETHEUS_BIN" \
+    --config.file="$STACK_DIR/tenant-b.yml" \
+    --storage.tsdb.path="$STACK_DIR/tenant-b-data" \
+    --web.listen-address="127.0.0.1:$STACK_TENANT_B_PORT"
+  wait_until tenant "$STACK_TENANT's Prometheus to be ready" \
+    http_ok "http://127.0.0.1:$STACK_TENANT_PORT/-/ready"
+  wait_until tenant-b "$STACK_TENANT_B's Prometheus to be ready" \
+    http_ok "http://127.0.0.1:$STACK_TENANT_B_PORT/-/ready"
+
+  # 5. Wait until each tenant's samples can be queried through the gateway.
+  log "waiting (at most ${STACK_TIMEOUT}s each) for samples of job=\"$JOB\" to arrive in Cortex..."
+  wait_until tenant "samples of $STACK_TENANT to arrive through the gateway" samples_arrived token
+  wait_until tenant-b "samples of $STACK_TENANT_B to arrive through the gateway" samples_arrived token-b
+
+  # 6. What each tenant sees: its own Prometheus, never the other's.
+  local seen_a seen_b
+  seen_a=$(instances_seen token)
+  seen_b=$(instances_seen token-b)
+  if [[ $seen_a != "127.0.0.1:$STACK_TENANT_PORT" || $seen_b != "127.0.0.1:$STACK_TENANT_B_PORT" ]]; then
+    die "tenants are not kept apart: $STACK_TENANT sees [$seen_a], $STACK_TENANT_B sees [$seen_b]"
+  fi
+  trap - EXIT
+
+  # `stop` must find the same state directory.
+  local stop_command="$0 stop"
+  if [[ $STACK_DIR != "$(cd "$DEFAULT_STACK_DIR" 2>/dev/null && pwd)" ]]; then
+    stop_command="STACK_DIR=$STACK_DIR $stop_command"
+  fi
+
+  cat <<EOF
+
+Samples of both tenants arrived in Cortex. What each tenant sees through the gateway
+as up{job="$JOB"} (both Prometheus servers scrape themselves under that job name):
+
+  $STACK_TENANT sees $seen_a (its own Prometheus)
+  $STACK_TENANT_B sees $seen_b (its own Prometheus)
+
+Query as each tenant:
+
+curl -sS -H "Authorization: Bearer \$(cat $STACK_DIR/token)" $(query_url) --data-urlencode 'query=up{job="$JOB"}'
+curl -sS -H "Authorization: Bearer \$(cat $STACK_DIR/token-b)" $(query_url) --data-urlencode 'query=up{job="$JOB"}'
+
+The gateway sets X-Scope-OrgID from the token (one sent by the client is dropped);
+without a token it answers 401. Cortex itself listens on $cortex.
+Logs, configs and PIDs: $STACK_DIR
+Stop everything with: $stop_command
+EOF
+}
+
 cmd_status() {
   local name pid
   for name in "${PROCESSES[@]}"; do
@@ -370,7 +656,10 @@ case ${1:-start} in
     stop_all
     ;;
   status)
-    [[ -d $STACK_DIR ]] && STACK_DIR=$(cd "$STACK_DIR" && pwd)
+    if [[ -d $STACK_DIR ]]; then
+      STACK_DIR=$(cd "$STACK_DIR" && pwd)
+      load_mode
+    fi
     cmd_status
     ;;
   -h | --help | help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0" ;;

@@ -846,6 +846,8 @@ fn run_stack(
     let mut child = Command::new("bash")
         .arg(&script)
         .arg(command)
+        // The mode is the test's choice, not the caller's environment's.
+        .env_remove("CORTEX_BIN")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         // Files, not pipes: the processes it leaves running must not hold
@@ -1022,6 +1024,158 @@ fn quickstart_script_starts_a_stack_whose_samples_arrive_and_stops_it() {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
     let refused = get(
         &format!("http://127.0.0.1:{gateway_port}/api/v1/query?query=up"),
+        &Cred::None,
+    )
+    .unwrap();
+    assert_eq!(refused.status, 401);
+
+    let (ok, stdout, stderr) = run_stack(&env, "stop", Duration::from_secs(60), &dir.path);
+    assert!(ok, "run-local-stack.sh stop failed:\n{stdout}\n{stderr}");
+    guard.armed = false;
+    for (name, pid) in &pids {
+        wait_for(
+            &format!("{name} (pid {pid}) to be stopped"),
+            Duration::from_secs(20),
+            || {
+                if process_gone(*pid) {
+                    Ok(())
+                } else {
+                    Err("still running".into())
+                }
+            },
+            || stderr.clone(),
+        );
+        assert!(
+            !state.join(format!("{name}.pid")).exists(),
+            "{name}.pid left behind"
+        );
+    }
+}
+
+#[test]
+fn quickstart_script_in_cortex_mode_keeps_two_tenants_apart() {
+    const NAME: &str = "quickstart_script_in_cortex_mode_keeps_two_tenants_apart";
+    let (Some(tools), Some(cortex)) = (tools(NAME), cortex_binary(NAME)) else {
+        return;
+    };
+    if !Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(!in_ci(), "{NAME}: curl is missing under CI");
+        notice(&format!("SKIPPED {NAME}: the script needs curl"));
+        return;
+    }
+    let dir = TestDir::new("quickstart-cortex");
+    let state = dir.join("stack");
+    let ports = distinct_free_ports(5);
+    let (cortex_port, gateway_port, port_a, port_b) = (ports[0], ports[2], ports[3], ports[4]);
+    let env: Vec<(String, String)> = [
+        ("CORTEX_BIN", cortex.display().to_string()),
+        ("STACK_DIR", state.display().to_string()),
+        ("STACK_CORTEX_PORT", cortex_port.to_string()),
+        ("STACK_CORTEX_GRPC_PORT", ports[1].to_string()),
+        ("STACK_GATEWAY_PORT", gateway_port.to_string()),
+        ("STACK_TENANT_PORT", port_a.to_string()),
+        ("STACK_TENANT_B_PORT", port_b.to_string()),
+        ("STACK_TIMEOUT", ARRIVAL.as_secs().to_string()),
+        ("CORTEX_GATEWAY_BIN", gateway_binary().to_owned()),
+        ("PROMETHEUS_BIN", tools.prometheus.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut guard = StackGuard {
+        env: &env,
+        dir: &dir.path,
+        armed: true,
+    };
+    let names = ["tenant", "tenant-b", "gateway", "cortex"];
+    let logs = || {
+        names
+            .iter()
+            .map(|n| {
+                format!(
+                    "---- {n}.log ----\n{}",
+                    tail(&state.join(format!("{n}.log")), 25)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (ok, stdout, stderr) =
+        run_stack(&env, "start", ARRIVAL + Duration::from_secs(90), &dir.path);
+    assert!(
+        ok,
+        "run-local-stack.sh (Cortex mode) failed:\n{stdout}\n{stderr}\n{}",
+        logs()
+    );
+    let pids: Vec<(&str, u32)> = names
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(state.join(format!("{n}.pid"))).unwrap();
+            (*n, text.trim().parse().unwrap())
+        })
+        .collect();
+    assert!(
+        pids.iter().all(|(_, pid)| !process_gone(*pid)),
+        "{pids:?}\n{}",
+        logs()
+    );
+
+    // What the script says each tenant sees, what its curl lines return, and
+    // what Cortex holds under each tenant (asked directly): its own only.
+    let (instance_a, instance_b) = (format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}"));
+    for (tenant, instance) in [("team-a", &instance_a), ("team-b", &instance_b)] {
+        let line = format!("{tenant} sees {instance} (its own Prometheus)");
+        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    }
+    let curls: Vec<&str> = stdout.lines().filter(|l| l.starts_with("curl ")).collect();
+    assert_eq!(curls.len(), 2, "{stdout}");
+    let instances = |result: &Value| -> Vec<String> {
+        let mut found: Vec<String> = result
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| s["metric"]["instance"].as_str().unwrap_or("").to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    let cortex_base = format!("http://127.0.0.1:{cortex_port}/prometheus");
+    for ((curl, tenant), instance) in curls
+        .iter()
+        .zip(["team-a", "team-b"])
+        .zip([&instance_a, &instance_b])
+    {
+        let (ok, answer) = run_output(Command::new("bash").arg("-c").arg(curl));
+        assert!(ok, "{curl}\n{answer}");
+        let answer: Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(
+            instances(&answer["data"]["result"]),
+            [instance.as_str()],
+            "{curl}"
+        );
+        let direct = prom_api_with(
+            &cortex_base,
+            "/api/v1/query",
+            "GET",
+            &[("query", r#"up{job="tenant-prometheus"}"#)],
+            &Cred::None,
+            &[("X-Scope-OrgID", tenant)],
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        assert_eq!(
+            instances(&direct["result"]),
+            [instance.as_str()],
+            "{tenant} at Cortex"
+        );
+    }
+    let refused = get(
+        &format!("http://127.0.0.1:{gateway_port}/prometheus/api/v1/query?query=up"),
         &Cred::None,
     )
     .unwrap();

@@ -463,10 +463,35 @@ pub fn prom_api(
     params: &[(&str, &str)],
     cred: &Cred,
 ) -> Result<Value, String> {
+    prom_api_with(base, endpoint, method, params, cred, &[])
+}
+
+/// [`prom_api`] with extra request headers (e.g. `X-Scope-OrgID` for a
+/// request straight to Cortex, or a spoofed one sent to the gateway).
+pub fn prom_api_with(
+    base: &str,
+    endpoint: &str,
+    method: &str,
+    params: &[(&str, &str)],
+    cred: &Cred,
+    headers: &[(&str, &str)],
+) -> Result<Value, String> {
     let url = format!("{base}{endpoint}");
     let response = match method {
-        "GET" => get(&format!("{url}?{}", form(params)), cred),
-        "POST" => post_form(&url, cred, &form(params)),
+        "GET" => http(
+            "GET",
+            &format!("{url}?{}", form(params)),
+            cred,
+            headers,
+            None,
+        ),
+        "POST" => http(
+            "POST",
+            &url,
+            cred,
+            headers,
+            Some(("application/x-www-form-urlencoded", form(params).as_bytes())),
+        ),
         other => panic!("unsupported method {other}"),
     }
     .map_err(|e| format!("{method} {endpoint}: {e}"))?;
@@ -654,6 +679,8 @@ impl Prometheus {
 pub enum WriteAuth {
     /// `authorization: { credentials: … }` (type Bearer).
     Authorization(String),
+    /// `authorization: { credentials_file: … }`: the token in a file.
+    AuthorizationFile(PathBuf),
     /// The legacy `bearer_token: …`.
     BearerToken(String),
     /// `basic_auth: { username, password }`.
@@ -703,6 +730,12 @@ impl RemoteWrite {
             WriteAuth::Authorization(token) => {
                 out.push_str(&format!(
                     "    authorization:\n      type: Bearer\n      credentials: \"{token}\"\n"
+                ));
+            }
+            WriteAuth::AuthorizationFile(path) => {
+                out.push_str(&format!(
+                    "    authorization:\n      type: Bearer\n      credentials_file: \"{}\"\n",
+                    path.display()
                 ));
             }
             WriteAuth::BearerToken(token) => {
@@ -1205,4 +1238,360 @@ pub fn write_request(message: &[u8]) -> Result<Vec<Vec<(String, String)>>, Strin
         all.push(labels);
     }
     Ok(all)
+}
+
+// ---- remote_write, hand-encoded ------------------------------------------------
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A length-delimited protobuf field (wire type 2).
+fn put_bytes_field(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
+    put_varint(out, number << 3 | 2);
+    put_varint(out, payload.len() as u64);
+    out.extend_from_slice(payload);
+}
+
+/// One series of a [`encode_write_request`]: labels (`__name__` among
+/// them; sorted here, as Cortex wants them) and one sample.
+#[derive(Debug, Clone)]
+pub struct WriteSeries {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+impl WriteSeries {
+    /// A series with one sample at the current time.
+    pub fn now(labels: &[(&str, &str)], value: f64) -> Self {
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        Self {
+            labels: labels
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+            timestamp_ms,
+        }
+    }
+}
+
+/// A Prometheus `WriteRequest` protobuf (`timeseries = 1 { labels = 1
+/// { name = 1, value = 2 }, samples = 2 { value = 1 (double), timestamp = 2
+/// (int64) } }`), not yet compressed.
+pub fn encode_write_request(series: &[WriteSeries]) -> Vec<u8> {
+    let mut request = Vec::new();
+    for one in series {
+        let mut labels = one.labels.clone();
+        labels.sort();
+        let mut timeseries = Vec::new();
+        for (name, value) in &labels {
+            let mut label = Vec::new();
+            put_bytes_field(&mut label, 1, name.as_bytes());
+            put_bytes_field(&mut label, 2, value.as_bytes());
+            put_bytes_field(&mut timeseries, 1, &label);
+        }
+        let mut sample = Vec::new();
+        put_varint(&mut sample, 1 << 3 | 1);
+        sample.extend_from_slice(&one.value.to_le_bytes());
+        put_varint(&mut sample, 2 << 3);
+        put_varint(&mut sample, one.timestamp_ms as u64);
+        put_bytes_field(&mut timeseries, 2, &sample);
+        put_bytes_field(&mut request, 1, &timeseries);
+    }
+    request
+}
+
+/// A valid snappy block holding `raw` as one literal, uncompressed: the
+/// length preamble, then one literal element.
+pub fn snappy_literal(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 10);
+    put_varint(&mut out, raw.len() as u64);
+    if raw.is_empty() {
+        return out;
+    }
+    let n = raw.len() - 1;
+    if n < 60 {
+        out.push((n as u8) << 2);
+    } else {
+        out.push(63 << 2); // the length follows in 4 bytes
+        out.extend_from_slice(&u32::try_from(n).expect("< 4 GiB").to_le_bytes());
+    }
+    out.extend_from_slice(raw);
+    out
+}
+
+/// A remote_write body (snappy-framed `WriteRequest`) for `series`.
+pub fn remote_write_body(series: &[WriteSeries]) -> Vec<u8> {
+    snappy_literal(&encode_write_request(series))
+}
+
+/// POSTs a remote_write `body` to `url` with the headers Prometheus sends,
+/// plus `headers` (e.g. an `X-Scope-OrgID`).
+pub fn push(
+    url: &str,
+    cred: &Cred,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<RawResponse> {
+    let mut all = vec![
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    all.extend_from_slice(headers);
+    http(
+        "POST",
+        url,
+        cred,
+        &all,
+        Some(("application/x-protobuf", body)),
+    )
+}
+
+// ---- Cortex --------------------------------------------------------------------
+
+/// The real Cortex binary: `CORTEX_BIN`, else `../shared/bin/cortex` beside
+/// the project; `None` (after printing why) when it does not run on a
+/// developer machine. Under CI a missing binary fails the test.
+pub fn cortex_binary(test: &str) -> Option<PathBuf> {
+    let (path, source) = match std::env::var_os("CORTEX_BIN") {
+        Some(path) => (PathBuf::from(path), "CORTEX_BIN="),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bin/cortex"),
+            "",
+        ),
+    };
+    let runs = Command::new(&path)
+        .arg("-version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if runs {
+        return Some(path);
+    }
+    let why = format!("{source}{} does not run", path.display());
+    if in_ci() {
+        panic!(
+            "{test}: real Cortex missing under CI: {why}. Set CORTEX_BIN to a Cortex 1.15 binary."
+        );
+    }
+    notice(&format!(
+        "SKIPPED {test}: real Cortex missing: {why}. Set CORTEX_BIN to a Cortex binary \
+         (the project expects ../shared/bin/cortex) to run it; with CI set it fails instead."
+    ));
+    None
+}
+
+/// A single-process Cortex 1.15 configuration (as `../shared/cortex/
+/// single-process.yaml`, with faster ruler and Alertmanager polling): every
+/// listener on 127.0.0.1, data paths relative to the working directory.
+pub fn cortex_config(http_port: u16, grpc_port: u16) -> String {
+    format!(
+        r#"# Written by the cortex-gateway tests: single-process Cortex, multi-tenant.
+target: all,alertmanager
+auth_enabled: true
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: {http_port}
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: {grpc_port}
+  log_level: info
+distributor:
+  shard_by_all_labels: true
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ingester:
+  lifecycler:
+    address: 127.0.0.1
+    min_ready_duration: 0s
+    final_sleep: 0s
+    num_tokens: 512
+    ring:
+      kvstore:
+        store: inmemory
+      replication_factor: 1
+querier:
+  active_query_tracker_dir: ./data/active-query-tracker
+blocks_storage:
+  backend: filesystem
+  filesystem:
+    dir: ./data/blocks
+  tsdb:
+    dir: ./data/tsdb
+  bucket_store:
+    sync_dir: ./data/tsdb-sync
+store_gateway:
+  sharding_enabled: false
+compactor:
+  data_dir: ./data/compactor
+  sharding_ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+frontend_worker:
+  match_max_concurrent: true
+ruler:
+  enable_api: true
+  rule_path: ./data/ruler-tmp
+  alertmanager_url: http://127.0.0.1:{http_port}/alertmanager
+  enable_alertmanager_v2: true
+  evaluation_interval: 1s
+  poll_interval: 1s
+  resend_delay: 1s
+  ring:
+    instance_addr: 127.0.0.1
+    kvstore:
+      store: inmemory
+ruler_storage:
+  backend: filesystem
+  filesystem:
+    dir: ./data/ruler
+alertmanager:
+  enable_api: true
+  data_dir: ./data/alertmanager
+  poll_interval: 1s
+  external_url: http://127.0.0.1:{http_port}/alertmanager
+  sharding_enabled: false
+  cluster:
+    listen_address: ""
+alertmanager_storage:
+  backend: filesystem
+  filesystem:
+    dir: ./data/alertmanager-configs
+"#
+    )
+}
+
+/// A single-process Cortex (`target: all,alertmanager`, multi-tenant) on
+/// free HTTP and gRPC ports of 127.0.0.1, working in `dir/cortex`; killed
+/// by PID when dropped.
+pub struct Cortex {
+    pub proc: Proc,
+    pub port: u16,
+    pub grpc_port: u16,
+}
+
+impl Cortex {
+    pub fn start(binary: &Path, dir: &Path) -> Self {
+        let port = free_port();
+        let grpc_port = loop {
+            let candidate = free_port();
+            if candidate != port {
+                break candidate;
+            }
+        };
+        let work = dir.join("cortex");
+        fs::create_dir_all(work.join("data/ruler-tmp")).unwrap();
+        let config = work.join("cortex.yaml");
+        fs::write(&config, cortex_config(port, grpc_port)).unwrap();
+        let mut command = Command::new(binary);
+        command
+            .current_dir(&work)
+            .arg(format!("-config.file={}", config.display()));
+        let mut cortex = Self {
+            proc: Proc::start("cortex", dir, command),
+            port,
+            grpc_port,
+        };
+        let ready = cortex.url("/ready");
+        let start = Instant::now();
+        loop {
+            if let Err(exited) = cortex.proc.check_alive() {
+                panic!("{exited}");
+            }
+            if get(&ready, &Cred::None).is_ok_and(|r| r.status == 200) {
+                eprintln!(
+                    "[real_cortex] cortex ready after {:.2}s (http {port}, grpc {grpc_port}, pid {})",
+                    start.elapsed().as_secs_f64(),
+                    cortex.proc.pid()
+                );
+                return cortex;
+            }
+            assert!(
+                start.elapsed() < STARTUP,
+                "cortex not ready in {STARTUP:?}\n{}",
+                cortex.proc.tail()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn base(&self) -> String {
+        self.url("")
+    }
+
+    /// A request straight to Cortex (no gateway) as `tenant`: the test
+    /// itself sets `X-Scope-OrgID`.
+    pub fn as_tenant(
+        &self,
+        method: &str,
+        path: &str,
+        tenant: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> io::Result<RawResponse> {
+        http(
+            method,
+            &self.url(path),
+            &Cred::None,
+            &[("X-Scope-OrgID", tenant)],
+            body,
+        )
+    }
+
+    /// The instant-query result for `promql` in `tenant`, asked of Cortex
+    /// directly.
+    pub fn query(&self, tenant: &str, promql: &str) -> Result<Vec<Value>, String> {
+        let data = prom_api_with(
+            &self.url("/prometheus"),
+            "/api/v1/query",
+            "GET",
+            &[("query", promql)],
+            &Cred::None,
+            &[("X-Scope-OrgID", tenant)],
+        )?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every series matching `selector` in `tenant` during the last hour
+    /// (stale or not), asked of Cortex directly.
+    pub fn series(&self, tenant: &str, selector: &str) -> Result<Vec<Value>, String> {
+        let now = unix_now();
+        let data = prom_api_with(
+            &self.url("/prometheus"),
+            "/api/v1/series",
+            "GET",
+            &[
+                ("match[]", selector),
+                ("start", &(now - 3600).to_string()),
+                ("end", &(now + 60).to_string()),
+            ],
+            &Cred::None,
+            &[("X-Scope-OrgID", tenant)],
+        )?;
+        Ok(data.as_array().cloned().unwrap_or_default())
+    }
+
+    pub fn tail(&self) -> String {
+        self.proc.tail()
+    }
 }
