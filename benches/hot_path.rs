@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-request work that is ours (not actix's or
-//! awc's): finding the token, verifying it, checking the path.
+//! hyper's): finding the token, verifying it, routing and checking the path.
 //!
 //! Run with `cargo bench --bench hot_path`. Compare results as ratios within
 //! one run; absolute numbers depend on the (shared) machine.
@@ -12,7 +12,7 @@ use cortex_gateway::auth::extract::token_from_value;
 use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest};
 use cortex_gateway::config::AuthSettings;
 use cortex_gateway::metrics::route_label;
-use cortex_gateway::routes::check_canonical;
+use cortex_gateway::routes::{check_canonical, routes, RouteTable};
 use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::Algorithm;
 use std::hint::black_box;
@@ -68,6 +68,18 @@ fn auth(c: &mut Criterion) {
 }
 
 fn paths(c: &mut Criterion) {
+    // The default table with every optional upstream configured.
+    let table = RouteTable::new(routes(&[], |_| true), |route| route.prefix.len());
+    for path in [
+        "/api/v1/push",
+        "/prometheus/api/v1/query_range",
+        "/alertmanager/api/v2/alerts",
+        "/not/routed",
+    ] {
+        c.bench_function(&format!("route {path}"), |b| {
+            b.iter(|| table.resolve(black_box(path)).map(|(_, target)| *target))
+        });
+    }
     c.bench_function("check canonical path", |b| {
         b.iter(|| check_canonical(black_box("/prometheus/api/v1/query_range")))
     });
