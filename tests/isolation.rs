@@ -379,6 +379,26 @@ fn request_lines_over_the_head_limit_are_414() {
     assert!(upstream.requests().is_empty());
 }
 
+#[test]
+fn request_targets_longer_than_a_uri_can_hold_are_414_and_counted() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url()).start();
+    // 70 KB: under actix-http's 128 KiB head ceiling, over the 64 KiB a
+    // `Uri` holds; before the patch this was a bare 400.
+    let long = format!("/api/v1/query?query={}", "a".repeat(70_000));
+    let response = raw_http(
+        gateway.addr(),
+        request("GET", &long, &tenant_token("team-a"), "").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 414, "{}", response.head);
+    assert!(upstream.requests().is_empty());
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_rejected_requests_total{limit="header_too_large"}"#),
+        1.0
+    );
+}
+
 /// Reads a whole response off a kept-alive connection: head, then a
 /// `Content-Length` body. Enough for the gateway's own answers.
 fn read_sized_response(stream: &mut BufReader<TcpStream>) -> (String, Vec<u8>) {

@@ -19,11 +19,14 @@ use crate::metrics::Metrics;
 /// messages; `tests/hostile.rs` fails if an actix-http upgrade changes them.
 const ACTIX_DISPATCHER: &str = "actix_http::h1::dispatcher";
 const HEAD_TOO_LARGE_EVENT: &str = "request head was too big; returning 431 response";
+/// From our patch of actix-http (`patches/`): a target `Uri` cannot hold.
+const URI_TOO_LONG_EVENT: &str = "request target was too long; returning 414 response";
 const READ_TIMEOUT_EVENT: &str =
     "timed out on slow request; replying with 408 and closing connection";
 
 /// A `tracing` layer that counts actix-http's own refusals: heads over its
-/// fixed ceilings (431, as `header_too_large`) and clients that did not send
+/// fixed ceilings (431) and targets over 64 KiB (414), as
+/// `header_too_large`, and clients that did not send
 /// a head within `server.http_read_timeout` (408, as `read_timeout`).
 pub struct EarlyRejections {
     head_too_large: IntCounter,
@@ -56,7 +59,7 @@ impl<S: Subscriber> Layer<S> for EarlyRejections {
         let mut message = MessageIs::default();
         event.record(&mut message);
         match message.equals {
-            Some(HEAD_TOO_LARGE_EVENT) => self.head_too_large.inc(),
+            Some(HEAD_TOO_LARGE_EVENT | URI_TOO_LONG_EVENT) => self.head_too_large.inc(),
             Some(READ_TIMEOUT_EVENT) => self.read_timeout.inc(),
             _ => self.callsites.never_again(event.metadata()),
         }
@@ -130,7 +133,7 @@ impl Visit for MessageIs {
 
 /// Which refusal message `message` is, if any.
 fn known_message(message: &dyn fmt::Debug) -> Option<&'static str> {
-    [HEAD_TOO_LARGE_EVENT, READ_TIMEOUT_EVENT]
+    [HEAD_TOO_LARGE_EVENT, URI_TOO_LONG_EVENT, READ_TIMEOUT_EVENT]
         .into_iter()
         .find(|known| {
             let mut prefix = MatchingPrefix {

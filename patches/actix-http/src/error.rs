@@ -179,6 +179,10 @@ pub enum ParseError {
     #[display("message head is too large")]
     TooLarge,
 
+    /// A request target longer than `Uri` can hold (64 KiB); answered 414.
+    #[display("request target is too long")]
+    UriTooLong,
+
     /// A message reached EOF, but is not complete.
     #[display("message is incomplete")]
     Incomplete,

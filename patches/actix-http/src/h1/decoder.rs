@@ -276,7 +276,12 @@ impl MessageType for Request {
                 httparse::Status::Complete(len) => {
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;
-                    let uri = Uri::try_from(req.path.unwrap())?;
+                    let path = req.path.unwrap();
+                    // `Uri` holds at most u16::MAX - 1 bytes; a longer target is 414, not 400
+                    if path.len() >= usize::from(u16::MAX) {
+                        return Err(ParseError::UriTooLong);
+                    }
+                    let uri = Uri::try_from(path)?;
                     let version = if req.version.unwrap() == 1 {
                         Version::HTTP_11
                     } else {

@@ -1062,6 +1062,25 @@ where
                     break;
                 }
 
+                Err(ParseError::UriTooLong) => {
+                    trace!("request target was too long; returning 414 response");
+
+                    if let Some(mut payload) = this.payload.take() {
+                        payload.set_error(PayloadError::Overflow);
+                    }
+
+                    this.messages
+                        .push_back(DispatcherMessage::Error(Response::with_body(
+                            StatusCode::URI_TOO_LONG,
+                            (),
+                        )));
+
+                    this.flags.insert(Flags::READ_DISCONNECT);
+                    *this.error = Some(ParseError::UriTooLong.into());
+
+                    break;
+                }
+
                 Err(err) => {
                     trace!("parse error {}", &err);
 
