@@ -1,8 +1,12 @@
 //! cortex-gateway: an authenticating gateway for multi-tenant Prometheus
-//! backends. A request is read top to bottom in [`server`]: the token is
-//! extracted and verified ([`auth`]), the path routed ([`routes`]), the
-//! request forwarded with the tenant's `X-Scope-OrgID` ([`proxy`]), and any
-//! failure turned into a status code in one place ([`error`]).
+//! backends. A request is read top to bottom in [`pipeline`]: the path is
+//! routed ([`routes`]), the token verified into a principal ([`auth`]), the
+//! principal authorized for the route ([`authz`]), the request admitted
+//! under the limits ([`limits`]) and forwarded with the tenant's
+//! `X-Scope-OrgID` ([`proxy`] over [`upstream`]); any refusal is turned into
+//! a status code, counted and logged in one place ([`error`]). [`server`]
+//! assembles the app; [`config`] merges the sources and hands each module
+//! its section.
 
 pub mod auth;
 pub mod authz;
