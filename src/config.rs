@@ -12,22 +12,19 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::settings::RawAuth;
+use crate::listener::RawServer;
 use crate::metrics::RawMetrics;
-use crate::server::RawServer;
 use crate::telemetry::settings::{RawLog, RawTracing};
 use crate::upstream::{validate_upstreams, RawProxy};
 
 pub use crate::auth::settings::AuthSettings;
+pub use crate::listener::ServerSettings;
 pub use crate::metrics::MetricsSettings;
 pub use crate::routes::{CustomRoute, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
-pub use crate::server::ServerSettings;
-pub use crate::settings::ConfigError;
+pub use crate::settings::{ConfigError, ENV_PREFIX};
 pub use crate::telemetry::settings::{LogFormat, LogSettings, TracingSettings};
 pub use crate::tls::{ClientAuth, ServerTlsSettings};
 pub use crate::upstream::{ProxySettings, Upstream};
-
-/// The environment variable prefix; keys are `CORTEX_GATEWAY__<SECTION>__<KEY>`.
-pub const ENV_PREFIX: &str = "CORTEX_GATEWAY";
 
 /// Values given on the command line; each one overrides file and environment.
 ///

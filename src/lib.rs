@@ -16,6 +16,7 @@ pub mod demo;
 pub mod duration;
 pub mod error;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;

@@ -13,8 +13,6 @@
 use actix_web::dev::RequestHead;
 use actix_web::http::header::{self, HeaderMap};
 
-use crate::config::ServerSettings;
-
 /// Why a request was not admitted: 414 for the request line, 431 for the
 /// header fields, 413 for the body.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +36,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(settings: &ServerSettings) -> Self {
+    /// `server.max_request_header_size`, `server.max_request_headers`,
+    /// `server.max_request_body_size`.
+    pub fn new(max_size: usize, max_headers: usize, max_body: u64) -> Self {
         Self {
-            max_size: settings.max_request_header_size,
-            max_headers: settings.max_request_headers,
-            max_body: settings.max_request_body_size,
+            max_size,
+            max_headers,
+            max_body,
         }
     }
 

@@ -25,9 +25,9 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::authz::Permit;
-use crate::config::{ProxySettings, Upstream};
 use crate::metrics::{InflightGuard, TargetMetrics, UpstreamErrorKind};
 use crate::telemetry::HeaderInjector;
+use crate::upstream::{ProxySettings, Upstream};
 use crate::upstream::{ResponseBody, UpstreamClient, UpstreamError};
 
 /// The header Cortex reads the tenant from.

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::duration;
 
+/// The environment variable prefix; keys are `CORTEX_GATEWAY__<SECTION>__<KEY>`.
+pub const ENV_PREFIX: &str = "CORTEX_GATEWAY";
+
 /// A configuration mistake, always tied to the key that has to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::settings::{parse_duration, serialize_duration, ConfigError};
+use crate::settings::{parse_duration, serialize_duration, ConfigError, ENV_PREFIX};
 
 /// Idle connections kept per upstream and worker; more are closed.
 const MAX_IDLE_PER_UPSTREAM: usize = 100;
@@ -460,7 +460,7 @@ pub fn validate_upstreams(
                 format!("upstreams.{name}"),
                 format!(
                     "must be set (flag {flag}, env {}__UPSTREAMS__{})",
-                    crate::config::ENV_PREFIX,
+                    ENV_PREFIX,
                     name.to_ascii_uppercase()
                 ),
             ));

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Map, Value};
 
 use super::claims::validate_tenant_id;
-use crate::config::AuthSettings;
+use super::AuthSettings;
 
 /// What to put in a new token.
 #[derive(Debug, Clone)]

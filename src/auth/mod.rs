@@ -358,7 +358,7 @@ fn names_unknown_algorithm(token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AuthSettings;
+    use crate::auth::AuthSettings;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::json;
     use std::time::Duration;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{read_secret_file, HMAC_ALGORITHMS};
 use crate::settings::{
     parse_duration, serialize_display_list, serialize_duration, ConfigError, Secret, StringList,
+    ENV_PREFIX,
 };
 
 /// How tokens are verified. Serializes to the keys of `[auth]` as they were
@@ -115,7 +116,7 @@ impl RawAuth {
                 "auth.jwt_secret",
                 format!(
                     "must be set (flag -gateway.auth.jwt-secret, env {}__AUTH__JWT_SECRET, or auth.jwt_secret_file)",
-                    crate::config::ENV_PREFIX
+                    ENV_PREFIX
                 ),
             ));
         }
