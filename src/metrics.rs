@@ -181,6 +181,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     open_connections: IntGauge,
     connection_limit_reached: IntCounter,
+    upstream_connections: IntGaugeVec,
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -327,6 +328,18 @@ impl Metrics {
             ))
             .expect("valid metric"),
         );
+        let upstream_connections = register(
+            &registry,
+            IntGaugeVec::new(
+                opts(
+                    "upstream_connections",
+                    "Connections to an upstream held by the gateway: idle in the pool, \
+                     or active (lent to a request).",
+                ),
+                &["upstream", "state"],
+            )
+            .expect("valid metric"),
+        );
         Self {
             registry,
             auth,
@@ -340,7 +353,13 @@ impl Metrics {
             request_duration,
             open_connections,
             connection_limit_reached,
+            upstream_connections,
         }
+    }
+
+    /// The upstream connection gauges, handed to each worker's pool.
+    pub fn upstream_connections(&self) -> IntGaugeVec {
+        self.upstream_connections.clone()
     }
 
     /// The open client connections gauge, maintained by the server.

@@ -123,9 +123,10 @@ impl Forwarder {
         credential_headers: Vec<HeaderName>,
         tls: Arc<rustls::ClientConfig>,
         inject_trace_context: bool,
+        connection_gauges: prometheus::IntGaugeVec,
     ) -> Self {
         Self {
-            client: UpstreamClient::new(tls, settings.connect_timeout, settings.timeout),
+            client: UpstreamClient::new(tls, settings, connection_gauges),
             credential_headers,
             inject_trace_context,
         }

@@ -144,6 +144,7 @@ impl Gateway {
                 self.settings.auth.extra_headers.clone(),
                 self.tls.clone(),
                 self.inject_trace_context,
+                self.metrics.upstream_connections(),
             )))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready_endpoint))
@@ -210,6 +211,7 @@ impl Gateway {
         if worker_connection_limit > 0 {
             server = server.max_connections(worker_connection_limit);
         }
+        let open_files = raise_open_files_limit();
         let listen_error = |e: io::Error| {
             io::Error::new(
                 e.kind(),
@@ -242,7 +244,13 @@ impl Gateway {
         let hangup =
             actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())?;
         let server = server.run();
-        tracing::info!(%address, tls = certificate.is_some(), workers, "cortex-gateway listening");
+        tracing::info!(
+            %address,
+            tls = certificate.is_some(),
+            workers,
+            open_files,
+            "cortex-gateway listening"
+        );
         let mut reloadable: Vec<Arc<dyn Reload>> = vec![self.authenticator.clone()];
         if let Some(certificate) = certificate.clone() {
             reloadable.push(certificate);
@@ -282,6 +290,33 @@ impl Drop for ConnectionGuard {
         self.0.dec();
         WORKER_CONNECTIONS.with(|open| open.set(open.get().saturating_sub(1)));
     }
+}
+
+/// Raises the soft limit of open files to the hard limit, as Go programs do
+/// since Go 1.19: every client and upstream connection is a file, and the
+/// usual soft default (1024) caps the gateway far below what tens of
+/// thousands of Prometheus shards need. Returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// actix takes the drain time in whole seconds: round up, so that `500ms`

@@ -29,19 +29,13 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus::{IntGauge, IntGaugeVec};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::settings::{parse_duration, serialize_duration, ConfigError, ENV_PREFIX};
-
-/// Idle connections kept per upstream and worker; more are closed.
-const MAX_IDLE_PER_UPSTREAM: usize = 100;
-/// How long a connection may sit idle before it is closed rather than
-/// reused; below the keep-alive timeout of common upstreams (Go's is 90 s,
-/// Cortex's server 5 min), so that we close first instead of racing them.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why an upstream exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,45 +93,113 @@ struct Idle<B> {
     since: Instant,
 }
 
-/// The idle connections of one worker, by upstream origin.
+/// The connections of one upstream on one worker: the idle ones, and the
+/// gauges of idle and active (lent to a request) connections.
+struct Connections<B> {
+    idle: VecDeque<Idle<B>>,
+    idle_gauge: IntGauge,
+    active_gauge: IntGauge,
+}
+
+/// The idle connections of one worker, by upstream origin, kept at most
+/// `max_idle` per upstream and for `idle_timeout`.
 struct Pool<B> {
-    idle: RefCell<HashMap<String, VecDeque<Idle<B>>>>,
+    upstreams: RefCell<HashMap<String, Connections<B>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    gauges: IntGaugeVec,
 }
 
 impl<B> Pool<B> {
-    /// Takes the most recently used live connection, closing expired ones.
-    fn take(&self, origin: &str) -> Option<SendRequest<B>> {
-        let mut idle = self.idle.borrow_mut();
-        let connections = idle.get_mut(origin)?;
-        while let Some(connection) = connections.pop_back() {
-            if connection.since.elapsed() < IDLE_TIMEOUT && !connection.sender.is_closed() {
-                return Some(connection.sender);
-            }
+    /// Runs `f` on the connections of `origin`, created on first use.
+    fn with<T>(&self, origin: &str, f: impl FnOnce(&mut Connections<B>) -> T) -> T {
+        let mut upstreams = self.upstreams.borrow_mut();
+        if !upstreams.contains_key(origin) {
+            let connections = Connections {
+                idle: VecDeque::new(),
+                idle_gauge: self.gauges.with_label_values(&[origin, "idle"]),
+                active_gauge: self.gauges.with_label_values(&[origin, "active"]),
+            };
+            upstreams.insert(origin.to_owned(), connections);
         }
-        None
+        f(upstreams.get_mut(origin).expect("inserted above"))
     }
 
-    /// Returns a connection whose last response was read cleanly to its end.
-    fn put(&self, origin: &str, sender: SendRequest<B>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.borrow_mut();
-        let connections = match idle.get_mut(origin) {
-            Some(connections) => connections,
-            None => idle.entry(origin.to_owned()).or_default(),
-        };
-        while connections
-            .front()
-            .is_some_and(|oldest| oldest.since.elapsed() >= IDLE_TIMEOUT)
-            || connections.len() >= MAX_IDLE_PER_UPSTREAM
-        {
-            connections.pop_front();
-        }
-        connections.push_back(Idle {
-            sender,
-            since: Instant::now(),
+    /// Lends the most recently used live connection, closing expired ones.
+    fn take(&self, origin: &str) -> Option<SendRequest<B>> {
+        self.with(origin, |connections| {
+            while let Some(connection) = connections.idle.pop_back() {
+                connections.idle_gauge.dec();
+                if connection.since.elapsed() < self.idle_timeout && !connection.sender.is_closed()
+                {
+                    connections.active_gauge.inc();
+                    return Some(connection.sender);
+                }
+            }
+            None
+        })
+    }
+
+    /// Counts a new connection lent to a request.
+    fn opened(&self, origin: &str) {
+        self.with(origin, |connections| connections.active_gauge.inc());
+    }
+
+    /// A lent connection is done with: dropped, or (`Some`) back to the pool
+    /// because its last response was read cleanly to its end.
+    fn release(&self, origin: &str, reusable: Option<SendRequest<B>>) {
+        self.with(origin, |connections| {
+            connections.active_gauge.dec();
+            let Some(sender) = reusable.filter(|sender| !sender.is_closed()) else {
+                return;
+            };
+            while connections
+                .idle
+                .front()
+                .is_some_and(|oldest| oldest.since.elapsed() >= self.idle_timeout)
+                || connections.idle.len() >= self.max_idle.max(1)
+            {
+                connections.idle.pop_front();
+                connections.idle_gauge.dec();
+            }
+            if self.max_idle > 0 {
+                connections.idle.push_back(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+                connections.idle_gauge.inc();
+            }
         });
+    }
+}
+
+/// A connection lent to one request; counted active until released.
+struct Lease<B> {
+    sender: Option<SendRequest<B>>,
+    pool: Rc<Pool<B>>,
+    origin: String,
+}
+
+impl<B> Lease<B> {
+    fn sender(&mut self) -> &mut SendRequest<B> {
+        self.sender
+            .as_mut()
+            .expect("a lease holds its sender until released")
+    }
+
+    /// Hands the connection back for reuse.
+    fn give_back(mut self) {
+        let sender = self.sender.take();
+        self.pool.release(&self.origin, sender);
+    }
+}
+
+impl<B> Drop for Lease<B> {
+    fn drop(&mut self) {
+        if self.sender.is_some() {
+            // Not given back: the connection closes with its last handle.
+            self.pool.release(&self.origin, None);
+        }
     }
 }
 
@@ -155,21 +217,44 @@ where
     B: Body<Data = Bytes> + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    /// `timeout` bounds the wait for a response head once the request is
-    /// on its way, `connect_timeout` the TCP and TLS set-up.
+    /// `settings.timeout` bounds the wait for a response head once the
+    /// request is on its way, `settings.connect_timeout` the TCP and TLS
+    /// set-up; connections are counted in `gauges` (labels: upstream origin,
+    /// `idle` or `active`).
     pub fn new(
         tls: Arc<rustls::ClientConfig>,
-        connect_timeout: Duration,
-        timeout: Duration,
+        settings: &ProxySettings,
+        gauges: IntGaugeVec,
     ) -> Self {
         Self {
             pool: Rc::new(Pool {
-                idle: RefCell::default(),
+                upstreams: RefCell::default(),
+                max_idle: settings.max_idle_connections_per_upstream,
+                idle_timeout: settings.idle_connection_timeout,
+                gauges,
             }),
             tls: TlsConnector::from(tls),
-            connect_timeout,
-            timeout,
+            connect_timeout: settings.connect_timeout,
+            timeout: settings.timeout,
         }
+    }
+
+    /// A lease of a pooled connection to `upstream`, or of a new one.
+    async fn lease(&self, upstream: &Upstream) -> Result<(Lease<B>, bool), UpstreamError> {
+        let (sender, fresh) = match self.pool.take(&upstream.origin) {
+            Some(sender) => (sender, false),
+            None => {
+                let sender = self.connect(upstream).await?;
+                self.pool.opened(&upstream.origin);
+                (sender, true)
+            }
+        };
+        let lease = Lease {
+            sender: Some(sender),
+            pool: Rc::clone(&self.pool),
+            origin: upstream.origin.clone(),
+        };
+        Ok((lease, fresh))
     }
 
     /// Sends `request` (origin-form URI, `Host` already set) to `upstream`
@@ -184,19 +269,16 @@ where
         let mut request = request;
         // A pooled connection the upstream closed a moment ago fails before
         // anything is sent; hyper hands the request back for another try.
-        let (sender, response) = loop {
-            let (mut sender, fresh) = match self.pool.take(&upstream.origin) {
-                Some(sender) => (sender, false),
-                None => (self.connect(upstream).await?, true),
-            };
-            let outcome = match sender.ready().await {
-                Ok(()) => sender.try_send_request(request),
+        let (lease, response) = loop {
+            let (mut lease, fresh) = self.lease(upstream).await?;
+            let outcome = match lease.sender().ready().await {
+                Ok(()) => lease.sender().try_send_request(request),
                 Err(_) if !fresh => continue,
                 Err(error) => return Err(UpstreamError::Failed(error)),
             };
             match actix_rt::time::timeout(self.timeout, outcome).await {
                 Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Ok(response)) => break (sender, response),
+                Ok(Ok(response)) => break (lease, response),
                 Ok(Err(mut error)) => match error.take_message() {
                     Some(unsent) if !fresh => request = unsent,
                     _ => return Err(request_error(error.into_error())),
@@ -223,14 +305,12 @@ where
             || headers.contains_key(CONTENT_LENGTH)
             || (chunked && transfer_encoding_ends_chunked(headers));
         let (parts, incoming) = response.into_parts();
-        let checkout = framed.then(|| Checkout {
-            sender,
-            pool: Rc::clone(&self.pool),
-            origin: upstream.origin.clone(),
-        });
         Ok(Response::from_parts(
             parts,
-            ResponseBody { incoming, checkout },
+            ResponseBody {
+                incoming,
+                checkout: framed.then_some(lease),
+            },
         ))
     }
 
@@ -304,23 +384,11 @@ fn transfer_encoding_ends_chunked(headers: &hyper::HeaderMap) -> bool {
         .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
-/// A connection on loan to one response; back to the pool at a clean end.
-struct Checkout<B> {
-    sender: SendRequest<B>,
-    pool: Rc<Pool<B>>,
-    origin: String,
-}
-
-impl<B> Checkout<B> {
-    fn give_back(self) {
-        self.pool.put(&self.origin, self.sender);
-    }
-}
-
 /// The upstream's response body, as a stream of chunks.
 pub struct ResponseBody<B> {
     incoming: Incoming,
-    checkout: Option<Checkout<B>>,
+    /// The connection, while it may still go back to the pool.
+    checkout: Option<Lease<B>>,
 }
 
 impl<B> Stream for ResponseBody<B> {
@@ -489,6 +557,14 @@ pub struct ProxySettings {
     pub tls_ca_file: Option<PathBuf>,
     /// Accept any upstream certificate. Logged loudly; for testing only.
     pub tls_insecure_skip_verify: bool,
+    /// Idle connections kept per upstream and worker; more are closed.
+    pub max_idle_connections_per_upstream: usize,
+    /// How long a connection may sit idle before it is closed rather than
+    /// reused: below the idle timeout of common upstreams (Go's servers
+    /// 90 s and more, Cortex's 2 min), so that the gateway closes first
+    /// instead of racing them.
+    #[serde(serialize_with = "serialize_duration")]
+    pub idle_connection_timeout: Duration,
 }
 
 /// `[proxy]` as written.
@@ -499,6 +575,8 @@ pub struct RawProxy {
     connect_timeout: String,
     tls_ca_file: Option<PathBuf>,
     tls_insecure_skip_verify: bool,
+    max_idle_connections_per_upstream: usize,
+    idle_connection_timeout: String,
 }
 
 impl Default for RawProxy {
@@ -508,6 +586,8 @@ impl Default for RawProxy {
             connect_timeout: "5s".to_owned(),
             tls_ca_file: None,
             tls_insecure_skip_verify: false,
+            max_idle_connections_per_upstream: 100,
+            idle_connection_timeout: "30s".to_owned(),
         }
     }
 }
@@ -519,6 +599,11 @@ impl RawProxy {
             connect_timeout: parse_duration("proxy.connect_timeout", &self.connect_timeout)?,
             tls_ca_file: self.tls_ca_file,
             tls_insecure_skip_verify: self.tls_insecure_skip_verify,
+            max_idle_connections_per_upstream: self.max_idle_connections_per_upstream,
+            idle_connection_timeout: parse_duration(
+                "proxy.idle_connection_timeout",
+                &self.idle_connection_timeout,
+            )?,
         };
         if proxy.timeout.is_zero() {
             return Err(ConfigError::invalid("proxy.timeout", "must be positive"));

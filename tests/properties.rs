@@ -103,7 +103,7 @@ mod upstream_responses {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use cortex_gateway::config::Upstream;
+    use cortex_gateway::config::{ProxySettings, Upstream};
     use cortex_gateway::upstream::UpstreamClient;
     use futures_util::StreamExt;
     use hyper::body::{Bytes, Frame};
@@ -205,6 +205,30 @@ mod upstream_responses {
             .unwrap()
     }
 
+    /// The default `[proxy]` settings, with short timeouts.
+    fn settings() -> ProxySettings {
+        let mut settings = cortex_gateway::config::Settings::load(
+            None,
+            [
+                ("CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR", "http://d"),
+                ("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND", "http://q"),
+                ("CORTEX_GATEWAY__AUTH__JWT_SECRET", "s"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            &Default::default(),
+        )
+        .unwrap()
+        .proxy;
+        settings.timeout = Duration::from_secs(2);
+        settings.connect_timeout = Duration::from_secs(2);
+        settings
+    }
+
+    fn gauges() -> prometheus::IntGaugeVec {
+        prometheus::IntGaugeVec::new(prometheus::Opts::new("c", "c"), &["upstream", "state"])
+            .unwrap()
+    }
+
     fn tls() -> Arc<rustls::ClientConfig> {
         Arc::new(
             rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -234,7 +258,7 @@ mod upstream_responses {
             let closes = matches!(framing, 3 | 5);
             let upstream = serve(answer(&interim, status, framing, trailing, secret), closes);
             let second = actix_rt::System::new().block_on(async {
-                let client = UpstreamClient::new(tls(), Duration::from_secs(2), Duration::from_secs(2));
+                let client = UpstreamClient::new(tls(), &settings(), gauges());
                 if let Ok(response) = client.send(&upstream, request(&upstream)).await {
                     let mut body = response.into_body();
                     while let Some(Ok(_)) = body.next().await {}

@@ -280,6 +280,7 @@ pub struct GatewayBuilder {
     env: Vec<(String, String)>,
     config: Option<String>,
     https: bool,
+    soft_open_files: Option<u64>,
 }
 
 impl GatewayBuilder {
@@ -301,7 +302,15 @@ impl GatewayBuilder {
             ],
             config: None,
             https: false,
+            soft_open_files: None,
         }
+    }
+
+    /// Starts the gateway with this soft open-files limit (the hard limit
+    /// stays), as a shell's `ulimit -Sn` would.
+    pub fn soft_open_files(mut self, limit: u64) -> Self {
+        self.soft_open_files = Some(limit);
+        self
     }
 
     /// Keys from `path` (`auth.jwt_secret_file`) instead of the test secret.
@@ -359,6 +368,22 @@ impl GatewayBuilder {
             command.arg("--config").arg(path);
         }
         command.args(&self.args);
+        if let Some(soft) = self.soft_open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                    Ok(())
+                });
+            }
+        }
         let child = command.spawn().expect("cortex-gateway starts");
         let mut gateway = Gateway {
             child,

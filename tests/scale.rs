@@ -1,0 +1,229 @@
+//! Many connections: the open-files limit, ten thousand idle clients, and
+//! upstream connections reused under a burst instead of churned.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{raw_http, tenant_token, Gateway, GatewayBuilder, Upstream};
+
+/// `Max open files` of a process: (soft, hard).
+fn open_files_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}
+
+/// Raises this test process's own soft limit, so that it can hold the
+/// client side of many connections.
+fn raise_own_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: the calls only read and write the struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_limit_and_logged() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .soft_open_files(256)
+        .start();
+    let (soft, hard) = open_files_limit(gateway.pid());
+    assert!(hard > 256, "the machine's hard limit is {hard}");
+    assert_eq!(soft, hard, "the soft limit was raised");
+    common::wait_for_log(&gateway, &format!("open_files={hard}"));
+}
+
+#[test]
+fn ten_thousand_idle_clients_are_held_and_a_new_request_is_answered() {
+    const IDLE: usize = 10_000;
+    let own_limit = raise_own_open_files_limit();
+    assert!(
+        own_limit as usize > IDLE + 100,
+        "this machine's hard open-files limit ({own_limit}) cannot hold the test's side"
+    );
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .soft_open_files(1024)
+        .start();
+    // Connected and silent: each waits for its first request head, within
+    // `server.http_read_timeout` (30 s).
+    let idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect(gateway.addr()).unwrap())
+        .collect();
+    let series = "cortex_gateway_open_connections";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.metric(series) < IDLE as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {IDLE} connections were accepted",
+            gateway.metric(series)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let response = raw_http(
+        gateway.addr(),
+        format!(
+            "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            tenant_token("team-a")
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    drop(idle);
+}
+
+/// A keep-alive upstream that answers `ok` to every request and counts the
+/// connections it accepted.
+fn counting_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(5_000).flatten() {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line != "\r\n" => continue,
+                        Ok(_) => {}
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if writer.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+/// `clients` keep-alive clients each send `requests` GETs in turn; every
+/// answer must be the upstream's `ok`.
+fn burst(gateway: &Gateway, clients: usize, requests: usize) {
+    let token = tenant_token("team-a");
+    let addr = gateway.addr();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let request = format!(
+                "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
+            );
+            std::thread::spawn(move || {
+                let stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                for _ in 0..requests {
+                    writer.write_all(request.as_bytes()).unwrap();
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    assert_eq!(body, b"ok");
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
+fn a_burst_reuses_upstream_connections_instead_of_churning() {
+    const CLIENTS: usize = 100;
+    const REQUESTS: usize = 20;
+    raise_own_open_files_limit();
+    let (upstream, accepted) = counting_upstream();
+    let gateway = GatewayBuilder::new(&upstream, &upstream)
+        .env(
+            "CORTEX_GATEWAY__PROXY__MAX_IDLE_CONNECTIONS_PER_UPSTREAM",
+            "150",
+        )
+        .start();
+    burst(&gateway, CLIENTS, REQUESTS);
+    let first = accepted.load(Ordering::SeqCst);
+    // At most one upstream connection per request in flight, however the
+    // two workers share them: 2,000 requests, not 2,000 connections.
+    assert!(
+        first <= CLIENTS + 2,
+        "{first} upstream connections for {CLIENTS} concurrent clients"
+    );
+    burst(&gateway, CLIENTS, REQUESTS);
+    let second = accepted.load(Ordering::SeqCst) - first;
+    assert!(
+        second <= CLIENTS / 10,
+        "the second burst opened {second} new upstream connections instead of reusing the pool"
+    );
+    let idle = gateway.metric(&format!(
+        r#"cortex_gateway_upstream_connections{{state="idle",upstream="{upstream}"}}"#
+    ));
+    let active = gateway.metric(&format!(
+        r#"cortex_gateway_upstream_connections{{state="active",upstream="{upstream}"}}"#
+    ));
+    assert_eq!(active, 0.0, "nothing is in flight after the bursts");
+    assert!(
+        (1.0..=(first + second) as f64).contains(&idle),
+        "idle connections: {idle}"
+    );
+}
+
+#[test]
+fn the_pool_keeps_no_more_idle_connections_than_configured() {
+    let (upstream, accepted) = counting_upstream();
+    let gateway = GatewayBuilder::new(&upstream, &upstream)
+        .env(
+            "CORTEX_GATEWAY__PROXY__MAX_IDLE_CONNECTIONS_PER_UPSTREAM",
+            "3",
+        )
+        .start();
+    burst(&gateway, 40, 5);
+    let idle = gateway.metric(&format!(
+        r#"cortex_gateway_upstream_connections{{state="idle",upstream="{upstream}"}}"#
+    ));
+    // Three per worker, two workers.
+    assert!(idle <= 6.0, "{idle} idle connections kept");
+    assert!(accepted.load(Ordering::SeqCst) > 6, "the burst needed more");
+}
