@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# Memory per idle keep-alive connection, NGINX and the gateway side by side.
+#
+# For each proxy: a warm-up (WINDOW connections, one request each, closed),
+# then "RSS before"; then a wave of N client connections, each of which sends
+# ONE authenticated `GET /api/v1/query?query=up` (`Authorization: Bearer
+# <token>`), reads the whole response and then stays open and idle. With all N
+# idle the proxy's RSS is read again: KiB per idle connection = (RSS with N
+# idle - RSS before) / N. Then the client closes all N, waits SETTLE seconds
+# and reads "RSS after close"; a second wave does the same again. The ratio
+# to start is RSS after close / RSS before (issue 16: within 25%, <= 1.25).
+#
+# RSS is VmRSS from /proc/PID/status, summed over the proxy's processes: the
+# NGINX master and its 2 workers; the gateway's one process (2 workers).
+# Socket buffers live in the kernel and are not in any RSS.
+#
+# The client is one Python 3 process (stdlib only: non-blocking sockets and
+# selectors), written to the temporary directory; it reads /proc itself, so
+# that RSS is read the moment the last connection has gone idle.
+#
+# Installs nothing. Needs: nginx with the njs module (Debian: `apt-get install
+# nginx-light libnginx-mod-http-js`), python3, prlimit, curl and the release
+# binary (`cargo build --release`).
+#
+# Usage:  bench/idle.sh
+# Environment:
+#   N=5000          idle connections per wave
+#   WAVES=2         waves per proxy
+#   TARGETS="nginx gateway"
+#   WINDOW=64       connections being opened or waiting for their response at
+#                   once (and the size of the warm-up)
+#   SETTLE=3        seconds between closing a wave and reading RSS after close
+#   HOLD=0          seconds to keep a wave open after RSS was read (counts the
+#                   connections the proxy closes on its own in that time)
+#   GATEWAY_BIN=... default: target/release/cortex-gateway
+#   GATEWAY_EXTRA_ENV="K=V ..."  more environment for the gateway (e.g. glibc
+#                   malloc settings: MALLOC_ARENA_MAX=1)
+#   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
+#   RESULTS=...     also append the measurements (JSON lines) to this file
+#
+# Everything listens on 127.0.0.1 on free ports, under a temporary prefix that
+# is removed on exit; every process started here is stopped by PID on exit.
+set -euo pipefail
+
+N=${N:-5000}
+WAVES=${WAVES:-2}
+TARGETS=${TARGETS:-"nginx gateway"}
+WINDOW=${WINDOW:-64}
+SETTLE=${SETTLE:-3}
+HOLD=${HOLD:-0}
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
+NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
+
+SCRIPT_NAME=idle.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+
+for tool in nginx curl python3 prlimit timeout; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "missing $tool (Debian: apt-get install nginx-light libnginx-mod-http-js curl python3 util-linux)"
+done
+[[ -r $NGINX_JS_MODULE ]] ||
+    die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
+[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"
+[[ $WAVES =~ ^[1-9]$ ]] || die "WAVES must be 1..9"
+[[ $WINDOW =~ ^[1-9][0-9]*$ ]] || die "WINDOW must be a positive integer"
+[[ $SETTLE =~ ^[0-9]+$ ]] || die "SETTLE must be a non-negative integer (seconds)"
+[[ $HOLD =~ ^[0-9]+$ ]] || die "HOLD must be a non-negative integer (seconds)"
+for t in $TARGETS; do
+    case $t in nginx) ;; gateway) [[ -x $GATEWAY_BIN ]] ||
+        die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release' or set GATEWAY_BIN" ;;
+    *) die "unknown target $t (nginx, gateway)" ;; esac
+done
+
+# ---------------------------------------------------------------- file limits
+# N client sockets in the client, N accepted sockets in one proxy process (an
+# NGINX worker may accept nearly all of them), plus upstream connections. The
+# limit is raised for this shell, so the client and both proxies inherit it;
+# the proxies are also started under prlimit / worker_rlimit_nofile.
+NOFILE=$((N + 4096))
+hard=$(ulimit -Hn)
+if [[ $hard != unlimited ]] && ((hard < NOFILE)); then
+    ulimit -Hn "$NOFILE" 2>/dev/null ||
+        die "N=$N needs $NOFILE open files, the hard limit is $hard (lower N or raise it: ulimit -Hn)"
+fi
+ulimit -Sn "$NOFILE"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cortex-gateway-idle.XXXXXX")
+# NGINX workers started by root run as nobody and must reach their temp paths.
+chmod 755 "$WORK"
+
+# ---------------------------------------------------------------- the client
+cat >"$WORK/idle_client.py" <<'PY'
+"""Idle keep-alive connections against one proxy; prints one JSON line."""
+import argparse, errno, json, os, resource, selectors, socket, sys, time
+
+p = argparse.ArgumentParser()
+p.add_argument("--label", required=True)
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--token", required=True)
+p.add_argument("--pids", required=True, help="comma-separated PIDs whose RSS is summed")
+p.add_argument("--n", type=int, required=True)
+p.add_argument("--waves", type=int, default=2)
+p.add_argument("--window", type=int, default=64)
+p.add_argument("--settle", type=float, default=3)
+p.add_argument("--hold", type=float, default=0)
+p.add_argument("--deadline", type=float, default=40, help="seconds per wave, at most")
+a = p.parse_args()
+
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft != hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = hard
+if soft != resource.RLIM_INFINITY and soft < a.n + 64:
+    sys.exit(f"idle_client: {a.n} connections need {a.n + 64} open files, the limit is {soft}")
+
+PIDS = [int(x) for x in a.pids.split(",") if x]
+ADDR = ("127.0.0.1", a.port)
+REQUEST = (f"GET /api/v1/query?query=up HTTP/1.1\r\nHost: 127.0.0.1:{a.port}\r\n"
+           f"Authorization: Bearer {a.token}\r\nUser-Agent: bench-idle\r\n\r\n").encode()
+
+
+def proc_kib(path_fmt, key):
+    total = 0
+    for pid in PIDS:
+        with open(path_fmt % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def memory():
+    m = {"rss": proc_kib("/proc/%d/status", "VmRSS"),
+         "data": proc_kib("/proc/%d/status", "VmData"),
+         "fds": sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in PIDS)}
+    try:  # where the RSS is: anonymous (heap, stacks) or file-backed
+        m["anon"] = proc_kib("/proc/%d/smaps_rollup", "Anonymous")
+    except OSError:
+        m["anon"] = None
+    return m
+
+
+CONNECTING, READING, IDLE = 0, 1, 2
+
+
+class Conn:
+    __slots__ = ("sock", "state", "buf", "since")
+
+    def __init__(self, sock):
+        self.sock, self.state, self.buf, self.since = sock, CONNECTING, b"", time.monotonic()
+
+
+def response_complete(buf):
+    """(status, complete?) of an HTTP/1.1 response read so far; None if incomplete."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buf[:end].decode("latin-1").split("\r\n")
+    status = int(head[0].split()[1])
+    headers = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip().lower()
+    body = buf[end + 4:]
+    if "chunked" in headers.get("transfer-encoding", ""):
+        return status if body.endswith(b"0\r\n\r\n") else None
+    if "content-length" in headers:
+        return status if len(body) >= int(headers["content-length"]) else None
+    if status in (204, 304) or 100 <= status < 200:
+        return status
+    return -1  # body until close: no keep-alive
+
+
+class Wave:
+    def __init__(self):
+        self.sel = selectors.DefaultSelector()
+        self.idle = 0
+        self.failed = {}
+        self.statuses = {}
+        self.server_closed = 0
+
+    def fail(self, c, why):
+        self.failed[why] = self.failed.get(why, 0) + 1
+        self.sel.unregister(c.sock)
+        c.sock.close()
+
+    def events(self, timeout):
+        """Handles ready sockets; returns how many left the in-flight window."""
+        done = 0
+        for key, ev in self.sel.select(timeout):
+            c = key.data
+            s = c.sock
+            if c.state == CONNECTING:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    self.fail(c, "connect: " + os.strerror(err))
+                    done += 1
+                    continue
+                try:
+                    s.sendall(REQUEST)  # small: fits an empty socket buffer
+                except OSError as e:
+                    self.fail(c, "send: " + e.strerror)
+                    done += 1
+                    continue
+                c.state = READING
+                self.sel.modify(s, selectors.EVENT_READ, c)
+                continue
+            try:
+                data = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                data, why = None, "recv: " + e.strerror
+            if c.state == READING:
+                if not data:
+                    self.fail(c, why if data is None else "closed before the response")
+                    done += 1
+                    continue
+                c.buf += data
+                status = response_complete(c.buf)
+                if status is None:
+                    continue
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+                done += 1
+                if status != 200:
+                    self.fail(c, f"status {status}")
+                    continue
+                c.state, c.buf, c.since = IDLE, b"", time.monotonic()
+                self.idle += 1
+            else:  # an idle connection became readable: the proxy closed it
+                self.server_closed += 1
+                self.idle -= 1
+                self.sel.unregister(s)
+                s.close()
+        return done
+
+    def open(self, n, window, deadline):
+        t0 = time.monotonic()
+        started = inflight = 0
+        while (started < n or inflight) and time.monotonic() - t0 < deadline:
+            while started < n and inflight < window:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                started += 1
+                err = s.connect_ex(ADDR)
+                if err not in (0, errno.EINPROGRESS):
+                    self.failed["connect: " + os.strerror(err)] = self.failed.get("connect: " + os.strerror(err), 0) + 1
+                    s.close()
+                    continue
+                self.sel.register(s, selectors.EVENT_WRITE, Conn(s))
+                inflight += 1
+            inflight -= self.events(0.5)
+        stuck = [k.data for k in list(self.sel.get_map().values()) if k.data.state != IDLE]
+        for c in stuck:
+            self.fail(c, "no response within the deadline")
+        return time.monotonic() - t0
+
+    def close_all(self):
+        for key in list(self.sel.get_map().values()):
+            self.sel.unregister(key.fileobj)
+            key.fileobj.close()
+        self.idle = 0
+        self.sel.close()
+
+    def oldest_idle(self):
+        now = time.monotonic()
+        return max((now - k.data.since for k in self.sel.get_map().values()), default=0)
+
+
+def settle(seconds):
+    time.sleep(seconds)
+
+
+out = {"label": a.label, "n": a.n, "window": a.window, "settle": a.settle, "waves": []}
+
+# Warm-up: workers, upstream pools and allocator arenas as they are under the
+# same concurrency, so that "before" holds what does not depend on N.
+w = Wave()
+w.open(a.window, a.window, a.deadline)
+warm_ok = w.idle
+w.close_all()
+if warm_ok != a.window:
+    sys.exit(f"idle_client: warm-up: {warm_ok} of {a.window} requests answered 200 "
+             f"(statuses {w.statuses}, failures {w.failed})")
+settle(max(1.0, a.settle / 2))
+out["before"] = memory()
+
+for i in range(a.waves):
+    w = Wave()
+    ramp = w.open(a.n, a.window, a.deadline)
+    w.events(0.2)  # any close that was already on its way
+    idle_mem = memory()
+    rec = {"ramp_s": round(ramp, 2), "open_at_read": w.idle,
+           "oldest_idle_s": round(w.oldest_idle(), 2), "idle": idle_mem,
+           "statuses": w.statuses, "failed": w.failed}
+    if a.hold > 0:
+        closed_before = w.server_closed
+        t_end = time.monotonic() + a.hold
+        while time.monotonic() < t_end and w.idle:
+            w.events(min(0.5, max(0.0, t_end - time.monotonic())))
+        rec["hold_s"] = a.hold
+        rec["closed_by_proxy_in_hold"] = w.server_closed - closed_before
+    rec["closed_by_proxy"] = w.server_closed
+    w.close_all()
+    settle(a.settle)
+    rec["after"] = memory()
+    out["waves"].append(rec)
+    print(f"idle_client: {a.label} wave {i + 1}: {rec['open_at_read']} open after {ramp:.2f} s, "
+          f"RSS {out['before']['rss']} -> {idle_mem['rss']} -> {rec['after']['rss']} KiB, "
+          f"fds {out['before']['fds']} -> {idle_mem['fds']} -> {rec['after']['fds']}, "
+          f"failures {w.failed or 0}, closed by the proxy {w.server_closed}", file=sys.stderr)
+
+print(json.dumps(out))
+PY
+
+cat >"$WORK/report.py" <<'PY'
+"""Markdown tables from the JSON lines of idle_client.py."""
+import json, sys
+
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+mib = lambda k: f"{k / 1024:.1f}"
+
+
+def per_conn(r, wave, key="rss"):
+    w = r["waves"][wave]
+    if r["before"][key] is None or not w["open_at_read"]:
+        return None
+    return (w["idle"][key] - r["before"][key]) / w["open_at_read"]
+
+
+print("| target | N | RSS before MiB | RSS with N idle MiB | KiB per idle conn | "
+      "RSS after close (wave 1, wave 2) MiB | ratio to start |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+kib = {}
+for r in runs:
+    b = r["before"]["rss"]
+    w1 = r["waves"][0]
+    kib[r["label"]] = per_conn(r, 0)
+    after = ", ".join(mib(w["after"]["rss"]) for w in r["waves"])
+    ratio = ", ".join(f"{w['after']['rss'] / b:.2f}" for w in r["waves"])
+    n = str(r["n"]) if w1["open_at_read"] == r["n"] else f"{w1['open_at_read']} of {r['n']}"
+    print(f"| {r['label']} | {n} | {mib(b)} | {mib(w1['idle']['rss'])} | {kib[r['label']]:.1f} | "
+          f"{after} | {ratio} |")
+if kib.get("gateway") is not None and kib.get("nginx"):
+    print()
+    print(f"gateway/nginx KiB per idle connection: {kib['gateway'] / kib['nginx']:.2f}")
+print()
+print("Per wave (RSS in MiB; KiB/conn = (RSS with N idle - RSS before) / connections open at the reading; "
+      "anon = the Anonymous part of RSS, from smaps_rollup; VmData = the private writable "
+      "address space, touched or not):")
+print()
+print("| target | wave | open at reading | ramp s | oldest idle s | RSS with N idle | KiB/conn | "
+      "anon KiB/conn | VmData KiB/conn | RSS after close | after/before | fds before, idle, after | "
+      "closed by proxy | failures |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for r in runs:
+    for i, w in enumerate(r["waves"]):
+        k = per_conn(r, i)
+        ka = per_conn(r, i, "anon")
+        kd = per_conn(r, i, "data")
+        fds = f"{r['before']['fds']}, {w['idle']['fds']}, {w['after']['fds']}"
+        closed = str(w["closed_by_proxy"])
+        if "hold_s" in w:
+            closed += f" ({w['closed_by_proxy_in_hold']} in a {w['hold_s']:g} s hold)"
+        failed = ", ".join(f"{why}: {c}" for why, c in w["failed"].items()) or "none"
+        print(f"| {r['label']} | {i + 1} | {w['open_at_read']} | {w['ramp_s']:.2f} | {w['oldest_idle_s']:.2f} | "
+              f"{mib(w['idle']['rss'])} | {k:.1f} | {'-' if ka is None else f'{ka:.1f}'} | {kd:.1f} | "
+              f"{mib(w['after']['rss'])} | {w['after']['rss'] / r['before']['rss']:.2f} | {fds} | {closed} | {failed} |")
+PY
+
+# ---------------------------------------------------------------- servers
+free_listen_port UP_PORT
+write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
+log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
+start_nginx "$WORK/upstream"
+wait_for upstream 200 "http://127.0.0.1:$UP_PORT/api/v1/query?query=up"
+
+# The gateway's environment, as in bench/compare.sh; also mints the token.
+GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
+    CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
+    CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
+    CORTEX_GATEWAY__AUTH__JWT_SECRET="bench-secret-0123456789abcdef0123456789abcdef"
+    CORTEX_GATEWAY__SERVER__WORKERS=2
+    CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
+read -ra extra <<<"${GATEWAY_EXTRA_ENV:-}"
+((${#extra[@]})) && GATEWAY_ENV+=("${extra[@]}")
+TOKEN=""
+if [[ $TARGETS == *gateway* ]]; then
+    # Run a private copy: a `cargo build` elsewhere during the run cannot swap it.
+    cp "$GATEWAY_BIN" "$WORK/cortex-gateway"
+    GATEWAY_SHA=$(sha256sum "$WORK/cortex-gateway" | cut -c1-16)
+    TOKEN=$("${GATEWAY_ENV[@]}" "$WORK/cortex-gateway" token --tenant tenant-a) || die "could not mint a token"
+fi
+# NGINX ignores the header, but gets the same request bytes.
+[[ -n $TOKEN ]] || TOKEN=bench-idle-token-not-checked-by-nginx
+AUTH="Authorization: Bearer $TOKEN"
+
+start_proxy_nginx() { # sets PROXY_PORT and PROXY_PIDS (master and workers)
+    local dir=$WORK/nginx i
+    free_listen_port PROXY_PORT
+    mkdir -p "$dir"
+    # As compare.sh's "nginx" target; worker_connections: one worker may
+    # accept nearly all N connections, and NGINX refuses past the limit.
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 2;
+worker_rlimit_nofile $NOFILE;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $((N + 1024)); }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream cortex {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT backlog=4096;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://cortex;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Scope-OrgID tenant-a;
+        }
+    }
+}
+EOF
+    start_nginx "$dir" # inherits this shell's `ulimit -n`
+    PROXY_MAIN=$STARTED_PID
+    wait_for nginx 200 -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
+    for ((i = 0; i < 50; i++)); do # both workers up
+        (($(wc -w <<<"$(children_of "$PROXY_MAIN")") >= 2)) && break
+        sleep 0.1
+    done
+    PROXY_PIDS="$PROXY_MAIN $(children_of "$PROXY_MAIN")"
+}
+
+start_proxy_gateway() { # sets PROXY_PORT and PROXY_PIDS (the one process)
+    free_listen_port PROXY_PORT
+    # prlimit and env exec: $! is the gateway's own PID.
+    prlimit --nofile="$NOFILE:$NOFILE" -- "${GATEWAY_ENV[@]}" "$WORK/cortex-gateway" \
+        -server.http-listen-address=127.0.0.1 -server.http-listen-port="$PROXY_PORT" \
+        -log.level=warn >"$WORK/gateway.log" 2>&1 &
+    PROXY_MAIN=$!
+    PIDS+=("$PROXY_MAIN")
+    wait_for gateway 200 -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
+    PROXY_PIDS=$PROXY_MAIN
+}
+
+# ---------------------------------------------------------------- measure
+RESULTS_TMP=$WORK/results.jsonl
+: >"$RESULTS_TMP"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for target in $TARGETS; do
+    "start_proxy_$target"
+    limits=""
+    for pid in $PROXY_PIDS; do
+        limits+=" $(awk '/^Max open files/ { print $4 }' "/proc/$pid/limits")"
+    done
+    log "$target on 127.0.0.1:$PROXY_PORT, PIDs $PROXY_PIDS (open-file limits:$limits): $WAVES waves of $N idle connections"
+    timeout 150 python3 "$WORK/idle_client.py" --label "$target" --port "$PROXY_PORT" \
+        --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$WAVES" \
+        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" >>"$RESULTS_TMP" &
+    client=$!
+    PIDS+=("$client")
+    wait "$client" || die "the client failed against $target (exit $?)"
+    forget_pid "$client"
+    stop_pid "$PROXY_MAIN" # NGINX's master stops its workers
+    forget_pid "$PROXY_MAIN"
+done
+[[ -n ${RESULTS:-} ]] && cat "$RESULTS_TMP" >>"$RESULTS"
+
+echo
+python3 "$WORK/report.py" "$RESULTS_TMP"
+echo
+echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD;" \
+    "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024));" \
+    "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
