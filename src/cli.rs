@@ -71,6 +71,13 @@ pub struct GlobalArgs {
         value_name = "DURATION"
     )]
     pub http_read_timeout: Option<String>,
+    /// server.http_idle_timeout (how long a kept-alive client connection may sit idle)
+    #[arg(
+        long = "server.http-idle-timeout",
+        global = true,
+        value_name = "DURATION"
+    )]
+    pub http_idle_timeout: Option<String>,
     /// server.http_conn_limit (0 = unlimited)
     #[arg(long = "server.http-conn-limit", global = true, value_name = "N")]
     pub http_conn_limit: Option<String>,
@@ -148,7 +155,7 @@ impl GlobalArgs {
     /// The flags that were given, as configuration overrides.
     pub fn overrides(&self) -> Overrides {
         let mut overrides = Overrides::default();
-        let pairs: [(&'static str, &Option<String>); 18] = [
+        let pairs: [(&'static str, &Option<String>); 19] = [
             ("server.http_conn_limit", &self.http_conn_limit),
             ("server.http_tls_cert_path", &self.http_tls_cert_path),
             ("server.http_tls_key_path", &self.http_tls_key_path),
@@ -161,6 +168,7 @@ impl GlobalArgs {
                 &self.graceful_shutdown_timeout,
             ),
             ("server.http_read_timeout", &self.http_read_timeout),
+            ("server.http_idle_timeout", &self.http_idle_timeout),
             ("upstreams.distributor", &self.distributor),
             ("upstreams.query_frontend", &self.query_frontend),
             ("upstreams.ruler", &self.ruler),
@@ -238,7 +246,6 @@ const IGNORED_GO_FLAGS: &[(&str, bool)] = &[
     ("server.grpc-max-concurrent-streams", true),
     ("server.http-listen-network", true),
     ("server.http-write-timeout", true),
-    ("server.http-idle-timeout", true),
     ("server.register-instrumentation", false),
     ("server.log-source-ips-enabled", false),
 ];
@@ -394,7 +401,7 @@ mod tests {
             "-server.grpc-listen-port",
             "9095",
             "-server.register-instrumentation",
-            "-server.http-idle-timeout=2m",
+            "-server.http-write-timeout=2m",
             "serve",
         ]
         .map(OsString::from);
@@ -405,7 +412,7 @@ mod tests {
             [
                 "server.grpc-listen-port",
                 "server.register-instrumentation",
-                "server.http-idle-timeout"
+                "server.http-write-timeout"
             ]
         );
     }

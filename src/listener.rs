@@ -33,6 +33,11 @@ pub struct ServerSettings {
     /// `-server.http-read-timeout`); guards against slowloris clients.
     #[serde(serialize_with = "serialize_duration")]
     pub http_read_timeout: Duration,
+    /// How long a kept-alive client connection may wait for its next
+    /// request (Go flag `-server.http-idle-timeout`, same default); `0s`
+    /// closes each connection after its response.
+    #[serde(serialize_with = "serialize_duration")]
+    pub http_idle_timeout: Duration,
     /// Largest request body forwarded, in bytes; larger ones get 413.
     pub max_request_body_size: u64,
     /// Largest request head (request line and header fields), in bytes;
@@ -58,6 +63,7 @@ pub struct RawServer {
     graceful_shutdown_timeout: String,
     shutdown_delay: String,
     http_read_timeout: String,
+    http_idle_timeout: String,
     max_request_body_size: u64,
     max_request_header_size: usize,
     max_request_headers: usize,
@@ -75,6 +81,7 @@ impl Default for RawServer {
             graceful_shutdown_timeout: "30s".to_owned(),
             shutdown_delay: "0s".to_owned(),
             http_read_timeout: "30s".to_owned(),
+            http_idle_timeout: "2m".to_owned(),
             max_request_body_size: 64 * 1024 * 1024,
             max_request_header_size: 64 * 1024,
             max_request_headers: 64,
@@ -109,6 +116,7 @@ impl RawServer {
             )?,
             shutdown_delay: parse_duration("server.shutdown_delay", &self.shutdown_delay)?,
             http_read_timeout: parse_duration("server.http_read_timeout", &self.http_read_timeout)?,
+            http_idle_timeout: parse_duration("server.http_idle_timeout", &self.http_idle_timeout)?,
             max_request_body_size: self.max_request_body_size,
             max_request_header_size: within(
                 "server.max_request_header_size",

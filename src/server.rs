@@ -13,6 +13,7 @@ use actix_web::dev::{
     AppService, HttpServiceFactory, ResourceDef, ServerHandle, Service, ServiceRequest,
     ServiceResponse,
 };
+use actix_web::http::KeepAlive;
 use actix_web::middleware::Condition;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
@@ -206,7 +207,12 @@ impl Gateway {
         })
         .disable_signals()
         .shutdown_timeout(whole_seconds_up(server_settings.graceful_shutdown_timeout))
-        .client_request_timeout(server_settings.http_read_timeout);
+        .client_request_timeout(server_settings.http_read_timeout)
+        .keep_alive(if server_settings.http_idle_timeout.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(server_settings.http_idle_timeout)
+        });
         server = server.workers(workers);
         if worker_connection_limit > 0 {
             server = server.max_connections(worker_connection_limit);

@@ -227,3 +227,58 @@ fn the_pool_keeps_no_more_idle_connections_than_configured() {
     assert!(idle <= 6.0, "{idle} idle connections kept");
     assert!(accepted.load(Ordering::SeqCst) > 6, "the burst needed more");
 }
+
+/// Sends one authenticated GET on `stream` and reads its `ok` answer.
+fn get_ok(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    let request = format!(
+        "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\r\n",
+        tenant_token("team-a")
+    );
+    writer.write_all(request.as_bytes())?;
+    let mut line = String::new();
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)
+}
+
+#[test]
+fn kept_alive_clients_may_idle_for_server_http_idle_timeout() {
+    let (upstream, _) = counting_upstream();
+    let patient = GatewayBuilder::new(&upstream, &upstream).start();
+    let brief = GatewayBuilder::new(&upstream, &upstream)
+        .arg("-server.http-idle-timeout=1s")
+        .start();
+    let connect = |gateway: &Gateway| {
+        let stream = TcpStream::connect(gateway.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        (stream.try_clone().unwrap(), BufReader::new(stream))
+    };
+    let (mut patient_writer, mut patient_reader) = connect(&patient);
+    let (mut brief_writer, mut brief_reader) = connect(&brief);
+    get_ok(&mut patient_writer, &mut patient_reader).unwrap();
+    get_ok(&mut brief_writer, &mut brief_reader).unwrap();
+    // Longer than actix's own default (5 s), shorter than the default 2 min.
+    std::thread::sleep(Duration::from_secs(6));
+    get_ok(&mut patient_writer, &mut patient_reader)
+        .expect("a connection idle for 6 s is still open by default");
+    let mut rest = Vec::new();
+    let closed = brief_reader.read_to_end(&mut rest);
+    assert!(
+        matches!(closed, Ok(0)),
+        "with -server.http-idle-timeout=1s the gateway closed the connection: {closed:?}"
+    );
+}
