@@ -262,6 +262,7 @@ impl Gateway {
             reloadable.push(certificate);
         }
         actix_web::rt::spawn(reload::run(hangup, reloadable));
+        actix_web::rt::spawn(return_memory_after_connections_close());
         let handle: ServerHandle = server.handle();
         actix_web::rt::spawn(async move {
             let signal = first_signal(terminate.recv(), interrupt.recv()).await;
@@ -295,6 +296,7 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
         WORKER_CONNECTIONS.with(|open| open.set(open.get().saturating_sub(1)));
+        CLOSED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -324,6 +326,39 @@ fn raise_open_files_limit() -> u64 {
     }
     limit.rlim_cur
 }
+
+/// Gives freed memory back to the system once a wave of client connections
+/// has closed. glibc keeps what the workers freed in their arenas (tens of
+/// MiB after a few thousand connections, `BENCHMARKS.md`, Scale) until told
+/// to trim; trimming is cheap but not free, so it runs on the main thread
+/// (which serves no request), at most every few seconds, and only after at
+/// least a few hundred connections closed since the last check.
+async fn return_memory_after_connections_close() {
+    const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+    const MIN_CLOSED: usize = 256;
+    let mut interval = actix_web::rt::time::interval(CHECK);
+    loop {
+        interval.tick().await;
+        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED {
+            CLOSED_SINCE_TRIM.store(0, Ordering::Relaxed);
+            trim_allocator();
+        }
+    }
+}
+
+/// Client connections closed since the allocator was last trimmed.
+static CLOSED_SINCE_TRIM: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(target_env = "gnu")]
+fn trim_allocator() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn trim_allocator() {}
 
 /// actix takes the drain time in whole seconds: round up, so that `500ms`
 /// drains for a second instead of not at all.

@@ -309,8 +309,10 @@ where
                     graceful_shutdown: config.graceful_shutdown(),
 
                     io: Some(io),
-                    read_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
-                    write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
+                    // allocated when there is something to read or write: a connection that
+                    // is open but silent holds no buffers
+                    read_buf: BytesMut::new(),
+                    write_buf: BytesMut::new(),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     codec: Codec::new(config),
@@ -402,12 +404,12 @@ where
             }
         }
 
-        // All bytes have been accepted by the I/O stream, so the buffer can be reused or released.
-        if *write_buf_needs_reset {
-            *write_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
+        // All bytes have been accepted by the I/O stream, so the buffer is released: a kept-alive
+        // connection waits for its next request without holding a write buffer (the next
+        // response allocates one as it is encoded).
+        if len > 0 || *write_buf_needs_reset {
+            *write_buf = BytesMut::new();
             *write_buf_needs_reset = false;
-        } else {
-            write_buf.clear();
         }
 
         // flush the I/O and check if get blocked
@@ -1298,6 +1300,15 @@ where
                 }
 
                 Poll::Pending => {
+                    // nothing buffered and nothing in progress: the connection is idle between
+                    // requests, so give the read buffer back until the next request arrives
+                    if this.read_buf.is_empty()
+                        && this.state.is_none()
+                        && this.messages.is_empty()
+                        && this.payload.is_none()
+                    {
+                        *this.read_buf = BytesMut::new();
+                    }
                     return Ok(false);
                 }
 
