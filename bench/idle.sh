@@ -375,7 +375,7 @@ for r in runs:
 PY
 
 # ---------------------------------------------------------------- servers
-free_listen_port UP_PORT
+free_port UP_PORT
 write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
 log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
 start_nginx "$WORK/upstream"
@@ -403,7 +403,7 @@ AUTH="Authorization: Bearer $TOKEN"
 
 start_proxy_nginx() { # sets PROXY_PORT and PROXY_PIDS (master and workers)
     local dir=$WORK/nginx i
-    free_listen_port PROXY_PORT
+    free_port PROXY_PORT
     mkdir -p "$dir"
     # As compare.sh's "nginx" target; worker_connections: one worker may
     # accept nearly all N connections, and NGINX refuses past the limit.
@@ -448,7 +448,7 @@ EOF
 }
 
 start_proxy_gateway() { # sets PROXY_PORT and PROXY_PIDS (the one process)
-    free_listen_port PROXY_PORT
+    free_port PROXY_PORT
     # prlimit and env exec: $! is the gateway's own PID.
     prlimit --nofile="$NOFILE:$NOFILE" -- "${GATEWAY_ENV[@]}" "$WORK/cortex-gateway" \
         -server.http-listen-address=127.0.0.1 -server.http-listen-port="$PROXY_PORT" \

@@ -53,10 +53,21 @@ forget_pid() { # drop $1 from PIDS once it has been stopped by hand
 
 # ---------------------------------------------------------------- ports
 USED_PORTS=" "
-free_port() { # free_port VAR : a port nothing on 127.0.0.1 listens on, not handed out before
-    local i p
+# free_port VAR : a port nothing on 127.0.0.1 listens on, not handed out
+# before, and below the kernel's ephemeral port range when there is room: no
+# listener can bind a port that a closed client connection still holds as
+# its local port in TIME_WAIT (60 s), and the benchmarks open and close
+# thousands of connections (bench/idle.sh most of all).
+free_port() {
+    local low rest i p base span
+    read -r low rest </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=0
+    if ((low > 11000)); then
+        base=10000 span=$((low - 10000))
+    else
+        base=20000 span=40000
+    fi
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((base + RANDOM % span))
         [[ $USED_PORTS == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             USED_PORTS+="$p "
@@ -65,27 +76,6 @@ free_port() { # free_port VAR : a port nothing on 127.0.0.1 listens on, not hand
         fi
     done
     die "no free port found"
-}
-
-# free_listen_port VAR : like free_port, but below the kernel's ephemeral port
-# range when there is room: no listener can bind a port that a closed client
-# connection still holds as its local port in TIME_WAIT (60 s), and a script
-# that opens and closes thousands of connections (bench/idle.sh) leaves many.
-free_listen_port() {
-    local low rest i p
-    read -r low rest </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=0
-    if ((low > 11000)); then
-        for ((i = 0; i < 200; i++)); do
-            p=$((10000 + RANDOM % (low - 10000)))
-            [[ $USED_PORTS == *" $p "* ]] && continue
-            if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-                USED_PORTS+="$p "
-                printf -v "$1" '%s' "$p"
-                return 0
-            fi
-        done
-    fi
-    free_port "$1"
 }
 
 wait_for() { # wait_for NAME EXPECTED_CODE CURL_ARGS... : bounded readiness check
