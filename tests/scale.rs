@@ -129,13 +129,9 @@ fn counting_upstream() -> (String, Arc<AtomicUsize>) {
 /// `clients` keep-alive clients each send `requests` GETs in turn; every
 /// answer must be the upstream's `ok`.
 fn burst(gateway: &Gateway, clients: usize, requests: usize) {
-    let token = tenant_token("team-a");
     let addr = gateway.addr();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let request = format!(
-                "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\r\n"
-            );
             std::thread::spawn(move || {
                 let stream = TcpStream::connect(addr).unwrap();
                 stream
@@ -144,24 +140,7 @@ fn burst(gateway: &Gateway, clients: usize, requests: usize) {
                 let mut writer = stream.try_clone().unwrap();
                 let mut reader = BufReader::new(stream);
                 for _ in 0..requests {
-                    writer.write_all(request.as_bytes()).unwrap();
-                    let mut length = 0;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        reader.read_line(&mut line).unwrap();
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(value) =
-                            line.to_ascii_lowercase().strip_prefix("content-length:")
-                        {
-                            length = value.trim().parse().unwrap();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).unwrap();
-                    assert_eq!(body, b"ok");
+                    assert_eq!(get_ok(&mut writer, &mut reader).unwrap(), b"ok");
                 }
             })
         })
@@ -171,18 +150,32 @@ fn burst(gateway: &Gateway, clients: usize, requests: usize) {
     }
 }
 
+/// A gateway keeping at most `max_idle` idle connections per upstream and
+/// worker, in front of a counting upstream.
+fn pooled_gateway(max_idle: &str) -> (Gateway, String, Arc<AtomicUsize>) {
+    let (upstream, accepted) = counting_upstream();
+    let gateway = GatewayBuilder::new(&upstream, &upstream)
+        .env(
+            "CORTEX_GATEWAY__PROXY__MAX_IDLE_CONNECTIONS_PER_UPSTREAM",
+            max_idle,
+        )
+        .start();
+    (gateway, upstream, accepted)
+}
+
+/// `cortex_gateway_upstream_connections` for `upstream` in `state`.
+fn upstream_connections(gateway: &Gateway, upstream: &str, state: &str) -> f64 {
+    gateway.metric(&format!(
+        r#"cortex_gateway_upstream_connections{{state="{state}",upstream="{upstream}"}}"#
+    ))
+}
+
 #[test]
 fn a_burst_reuses_upstream_connections_instead_of_churning() {
     const CLIENTS: usize = 100;
     const REQUESTS: usize = 20;
     raise_own_open_files_limit();
-    let (upstream, accepted) = counting_upstream();
-    let gateway = GatewayBuilder::new(&upstream, &upstream)
-        .env(
-            "CORTEX_GATEWAY__PROXY__MAX_IDLE_CONNECTIONS_PER_UPSTREAM",
-            "150",
-        )
-        .start();
+    let (gateway, upstream, accepted) = pooled_gateway("150");
     burst(&gateway, CLIENTS, REQUESTS);
     let first = accepted.load(Ordering::SeqCst);
     // At most one upstream connection per request in flight, however the
@@ -197,12 +190,8 @@ fn a_burst_reuses_upstream_connections_instead_of_churning() {
         second <= CLIENTS / 10,
         "the second burst opened {second} new upstream connections instead of reusing the pool"
     );
-    let idle = gateway.metric(&format!(
-        r#"cortex_gateway_upstream_connections{{state="idle",upstream="{upstream}"}}"#
-    ));
-    let active = gateway.metric(&format!(
-        r#"cortex_gateway_upstream_connections{{state="active",upstream="{upstream}"}}"#
-    ));
+    let idle = upstream_connections(&gateway, &upstream, "idle");
+    let active = upstream_connections(&gateway, &upstream, "active");
     assert_eq!(active, 0.0, "nothing is in flight after the bursts");
     assert!(
         (1.0..=(first + second) as f64).contains(&idle),
@@ -212,24 +201,17 @@ fn a_burst_reuses_upstream_connections_instead_of_churning() {
 
 #[test]
 fn the_pool_keeps_no_more_idle_connections_than_configured() {
-    let (upstream, accepted) = counting_upstream();
-    let gateway = GatewayBuilder::new(&upstream, &upstream)
-        .env(
-            "CORTEX_GATEWAY__PROXY__MAX_IDLE_CONNECTIONS_PER_UPSTREAM",
-            "3",
-        )
-        .start();
+    let (gateway, upstream, accepted) = pooled_gateway("3");
     burst(&gateway, 40, 5);
-    let idle = gateway.metric(&format!(
-        r#"cortex_gateway_upstream_connections{{state="idle",upstream="{upstream}"}}"#
-    ));
+    let idle = upstream_connections(&gateway, &upstream, "idle");
     // Three per worker, two workers.
     assert!(idle <= 6.0, "{idle} idle connections kept");
     assert!(accepted.load(Ordering::SeqCst) > 6, "the burst needed more");
 }
 
-/// Sends one authenticated GET on `stream` and reads its `ok` answer.
-fn get_ok(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+/// Sends one authenticated GET on a kept-alive connection and returns the
+/// body of its answer.
+fn get_ok(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
     let request = format!(
         "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\r\n",
         tenant_token("team-a")
@@ -250,7 +232,8 @@ fn get_ok(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> std::io:
         }
     }
     let mut body = vec![0; length];
-    reader.read_exact(&mut body)
+    reader.read_exact(&mut body)?;
+    Ok(body)
 }
 
 #[test]
