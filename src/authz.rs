@@ -2,19 +2,29 @@
 //! two alone, after authentication and before any limit or upstream is
 //! touched.
 //!
-//! Today every authenticated tenant may use every route, as with the Go
-//! gateway. Scoped tokens and tenant federation (issue 15) are rules of
-//! this one function: a refusal becomes a variant of [`AuthzError`],
-//! answered 403 by `error`.
+//! A token with a `scope` claim may use only the routes of its scopes
+//! (`write`, `read`, `rules`, `alerts`); a custom route that declares no
+//! scope is closed to scoped tokens. A token without `scope` may use every
+//! route, unless `auth.require_scope` is set. Unknown scope words are
+//! ignored, so tokens can carry scopes of other systems. Tenant federation
+//! (issue 15) is another rule of this one function.
 
 use actix_web::http::header::HeaderValue;
 
 use crate::auth::Principal;
-use crate::routes::Route;
+use crate::routes::{Access, Route};
 
-/// Why a principal may not use a route. No rule refuses anything yet.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthzError {}
+/// Why a principal may not use a route: answered 403, since the credential
+/// itself is valid (Prometheus must not take it for a bad token).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthzError {
+    #[error("token lacks scope {} for {}", .0.scope(), .0.family())]
+    MissingScope(Access),
+    #[error("token has no scope claim, which auth.require_scope requires")]
+    NoScope,
+    #[error("route declares no scope, so scoped tokens may not use it")]
+    RouteWithoutScope,
+}
 
 /// What authorization grants one request: the `X-Scope-OrgID` it is
 /// forwarded with.
@@ -23,9 +33,79 @@ pub struct Permit {
     pub org_id: HeaderValue,
 }
 
-/// Decides whether `principal` may use `route`.
-pub fn authorize(principal: &Principal, _route: &Route) -> Result<Permit, AuthzError> {
+/// Decides whether `principal` may use `route`; `require_scope` is
+/// `auth.require_scope`.
+pub fn authorize(
+    principal: &Principal,
+    route: &Route,
+    require_scope: bool,
+) -> Result<Permit, AuthzError> {
+    match (&principal.scopes, route.access) {
+        (None, _) if require_scope => return Err(AuthzError::NoScope),
+        (None, _) => {}
+        (Some(_), None) => return Err(AuthzError::RouteWithoutScope),
+        (Some(scopes), Some(access)) => {
+            if !scopes.iter().any(|word| word == access.scope()) {
+                return Err(AuthzError::MissingScope(access));
+            }
+        }
+    }
     Ok(Permit {
         org_id: principal.tenant.header_value().clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Tenant;
+
+    fn principal(scopes: Option<&[&str]>) -> Principal {
+        Principal {
+            tenant: Tenant::new("team-a").unwrap(),
+            version: 1,
+            expires_at: None,
+            scopes: scopes.map(|words| words.iter().map(|w| w.to_string()).collect()),
+        }
+    }
+
+    fn route(access: Option<Access>) -> Route {
+        Route {
+            prefix: "/x".to_owned(),
+            upstream: "u".to_owned(),
+            access,
+        }
+    }
+
+    #[test]
+    fn scopes_open_their_route_families_only() {
+        let reader = principal(Some(&["read", "unknown-word"]));
+        assert!(authorize(&reader, &route(Some(Access::Read)), false).is_ok());
+        assert_eq!(
+            authorize(&reader, &route(Some(Access::Write)), false).unwrap_err(),
+            AuthzError::MissingScope(Access::Write)
+        );
+        assert_eq!(
+            authorize(&reader, &route(None), false).unwrap_err(),
+            AuthzError::RouteWithoutScope
+        );
+        let unscoped = principal(None);
+        for access in [Some(Access::Write), Some(Access::Alerts), None] {
+            assert!(authorize(&unscoped, &route(access), false).is_ok());
+            assert_eq!(
+                authorize(&unscoped, &route(access), true).unwrap_err(),
+                AuthzError::NoScope
+            );
+        }
+        let empty = principal(Some(&[]));
+        assert!(authorize(&empty, &route(Some(Access::Read)), false).is_err());
+    }
+
+    #[test]
+    fn the_refusal_names_the_scope_and_the_family() {
+        assert_eq!(
+            AuthzError::MissingScope(Access::Write).to_string(),
+            "token lacks scope write for push routes"
+        );
+    }
 }

@@ -210,6 +210,10 @@ pub struct TokenArgs {
     /// HS256, HS384 or HS512.
     #[arg(long, default_value = "HS256", value_parser = parse_algorithm)]
     pub algorithm: Algorithm,
+    /// The `scope` claim: route families the token may use (write, read,
+    /// rules, alerts; comma or space separated). Without it: all.
+    #[arg(long)]
+    pub scope: Option<String>,
 }
 
 impl TokenArgs {
@@ -220,6 +224,13 @@ impl TokenArgs {
             audience: self.audience.clone(),
             expires_in: (!self.expires_in.is_zero()).then_some(self.expires_in),
             algorithm: self.algorithm,
+            scope: self.scope.as_ref().map(|words| {
+                words
+                    .split([',', ' '])
+                    .filter(|w| !w.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
         }
     }
 }

@@ -88,6 +88,7 @@ pub fn run(port: u16) -> Result<(), DemoError> {
             audience: None,
             expires_in: Some(std::time::Duration::from_secs(3600)),
             algorithm: jsonwebtoken::Algorithm::HS256,
+            scope: None,
         },
     )?;
     let metrics = crate::metrics::Metrics::new(settings.metrics.per_tenant);

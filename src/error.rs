@@ -37,7 +37,7 @@ impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::Authz(never) => match *never {},
+            GatewayError::Authz(_) => StatusCode::FORBIDDEN,
             GatewayError::Route(RouteError::NotCanonical(_)) => StatusCode::BAD_REQUEST,
             GatewayError::Route(RouteError::NotFound) => StatusCode::NOT_FOUND,
             GatewayError::Route(RouteError::MethodNotAllowed(_)) => StatusCode::METHOD_NOT_ALLOWED,
@@ -58,6 +58,7 @@ impl ResponseError for GatewayError {
             GatewayError::Auth(AuthError::MissingToken) => "No bearer token provided".to_owned(),
             GatewayError::Auth(error) => format!("Invalid bearer token: {error}"),
             GatewayError::Route(RouteError::NotFound) => "404 page not found".to_owned(),
+            GatewayError::Authz(error) => format!("Forbidden: {error}"),
             other => other.to_string(),
         };
         match self {
@@ -106,7 +107,9 @@ pub fn observe_refusal(refusal: &GatewayError, req: &HttpRequest, metrics: &Metr
             metrics.rejected_counter(Metrics::BODY_TOO_LARGE).inc();
             tracing::info!(%error, path = req.path(), "request refused");
         }
-        GatewayError::Authz(never) => match *never {},
+        GatewayError::Authz(error) => {
+            tracing::info!(%error, path = req.path(), "request forbidden");
+        }
         GatewayError::Route(_) | GatewayError::Proxy(_) => {}
     }
 }

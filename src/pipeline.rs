@@ -29,6 +29,8 @@ pub struct Pipeline {
     authenticator: Arc<Authenticator>,
     limits: Limits,
     metrics: Metrics,
+    /// `auth.require_scope`: tokens without a `scope` claim are refused.
+    require_scope: bool,
 }
 
 impl Pipeline {
@@ -37,12 +39,14 @@ impl Pipeline {
         authenticator: Arc<Authenticator>,
         limits: Limits,
         metrics: Metrics,
+        require_scope: bool,
     ) -> Self {
         Self {
             routes,
             authenticator,
             limits,
             metrics,
+            require_scope,
         }
     }
 
@@ -74,7 +78,7 @@ impl Pipeline {
         let (route, target) = self.route(req)?;
         let principal = self.authenticator.authenticate(req.headers())?;
         routes::check_canonical(req.path())?;
-        let permit = authz::authorize(&principal, route)?;
+        let permit = authz::authorize(&principal, route, self.require_scope)?;
         self.limits.admit_body(req.headers())?;
         let root_span = tracing::Span::current();
         root_span.record("tenant", principal.tenant.as_str());
@@ -161,6 +165,7 @@ mod tests {
                 audience: None,
                 expires_in: None,
                 algorithm: jsonwebtoken::Algorithm::HS256,
+                scope: None,
             },
         )
         .unwrap();

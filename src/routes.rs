@@ -43,9 +43,10 @@ pub fn check_method(method: &actix_web::http::Method) -> Result<(), RouteError> 
     }
 }
 
-/// What a route gives access to: the unit that authorization decides on
-/// (a token scoped to `read` may query but not push).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What a route gives access to, named as the `scope` word a token needs
+/// for it: the unit that authorization decides on (a token scoped to
+/// `read` may query but not push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {
     /// Pushes samples: remote_write and OTLP.
@@ -56,16 +57,40 @@ pub enum Access {
     Rules,
     /// The Alertmanager's configuration, alerts and silences.
     Alerts,
-    /// An operator's `[[routes]]` entry.
-    Custom,
 }
 
-/// A `[[routes]]` entry: requests under `prefix` go to upstream `upstream`.
+impl Access {
+    /// The `scope` word that grants it.
+    pub fn scope(self) -> &'static str {
+        match self {
+            Access::Write => "write",
+            Access::Read => "read",
+            Access::Rules => "rules",
+            Access::Alerts => "alerts",
+        }
+    }
+
+    /// The route family, for a refusal's text.
+    pub fn family(self) -> &'static str {
+        match self {
+            Access::Write => "push routes",
+            Access::Read => "query routes",
+            Access::Rules => "ruler routes",
+            Access::Alerts => "alertmanager routes",
+        }
+    }
+}
+
+/// A `[[routes]]` entry: requests under `prefix` go to upstream `upstream`;
+/// a token with a `scope` claim may use it only when `scope` is set and
+/// among the token's scopes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRoute {
     pub prefix: String,
     pub upstream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Access>,
 }
 
 /// One forwarding rule.
@@ -75,7 +100,9 @@ pub struct Route {
     pub prefix: String,
     /// Name of the upstream it goes to.
     pub upstream: String,
-    pub access: Access,
+    /// What it gives access to; `None` for a custom route that declares no
+    /// scope, which scoped tokens may not use.
+    pub access: Option<Access>,
 }
 
 const DISTRIBUTOR_PREFIXES: &[&str] = &[
@@ -142,7 +169,7 @@ pub fn routes(custom: &[CustomRoute], configured: impl Fn(&str) -> bool) -> Vec<
         .map(|r| Route {
             prefix: r.prefix.trim_end_matches('/').to_owned(),
             upstream: r.upstream.clone(),
-            access: Access::Custom,
+            access: r.scope,
         })
         .collect();
     for (prefixes, upstream, access) in defaults {
@@ -151,7 +178,7 @@ pub fn routes(custom: &[CustomRoute], configured: impl Fn(&str) -> bool) -> Vec<
                 routes.push(Route {
                     prefix: (*prefix).to_owned(),
                     upstream: upstream.to_owned(),
-                    access,
+                    access: Some(access),
                 });
             }
         }
@@ -293,6 +320,7 @@ mod tests {
             .map(|(prefix, upstream)| CustomRoute {
                 prefix: prefix.to_string(),
                 upstream: upstream.to_string(),
+                scope: None,
             })
             .collect();
         RouteTable::new(routes(&custom, |name| configured.contains(&name)), |_| ())
@@ -305,7 +333,7 @@ mod tests {
     #[test]
     fn each_route_family_has_its_access_class() {
         let table = table(&[RULER, ALERTMANAGER], &[("/loki/api/v1/push", "loki")]);
-        let access = |path| table.resolve(path).map(|(route, _)| route.access);
+        let access = |path| table.resolve(path).and_then(|(route, _)| route.access);
         assert_eq!(access("/api/v1/push"), Some(Access::Write));
         assert_eq!(access("/otlp/v1/metrics"), Some(Access::Write));
         assert_eq!(access("/api/v1/query"), Some(Access::Read));
@@ -317,14 +345,15 @@ mod tests {
             access("/alertmanager/api/v2/silences"),
             Some(Access::Alerts)
         );
-        assert_eq!(access("/loki/api/v1/push"), Some(Access::Custom));
+        // A custom route declares its scope, or has none.
+        assert_eq!(access("/loki/api/v1/push"), None);
         // The access class follows the route, not the upstream it falls back to.
         let fallback = super::tests::table(&[], &[]);
         assert_eq!(
             fallback
                 .resolve("/api/v1/rules")
                 .map(|(r, _)| (r.access, r.upstream.as_str())),
-            Some((Access::Rules, QUERY_FRONTEND))
+            Some((Some(Access::Rules), QUERY_FRONTEND))
         );
     }
 

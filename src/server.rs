@@ -121,6 +121,7 @@ impl Gateway {
                 settings.server.max_request_body_size,
             ),
             metrics.clone(),
+            settings.auth.require_scope,
         );
         Ok(Self {
             pipeline: web::Data::new(pipeline),

@@ -404,3 +404,27 @@ async fn demo_prints_a_working_token_and_curl_line() {
     assert_eq!(body["authorization_forwarded"], false);
     assert_eq!(unauthenticated, 401);
 }
+
+#[test]
+fn token_scope_words_become_the_scope_claim() {
+    let output = run(
+        &["token", "--tenant", "grafana", "--scope", "read,rules"],
+        &[
+            UPSTREAMS[0],
+            UPSTREAMS[1],
+            ("CORTEX_GATEWAY__AUTH__JWT_SECRET", SECRET),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = stdout(&output).trim_end().to_owned();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    assert_eq!(claims["scope"], "read rules");
+}

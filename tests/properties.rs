@@ -27,6 +27,7 @@ fn valid_token(tenant: &str) -> String {
             audience: None,
             expires_in: Some(Duration::from_secs(3600)),
             algorithm: Algorithm::HS256,
+            scope: None,
         },
     )
     .unwrap()

@@ -18,6 +18,8 @@ pub struct TokenRequest {
     /// `None` mints a token without `exp`.
     pub expires_in: Option<Duration>,
     pub algorithm: Algorithm,
+    /// The `scope` claim (space-separated words); `None` for full access.
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub fn mint_token(auth: &AuthSettings, request: &TokenRequest) -> Result<String,
     if let Some(audience) = &request.audience {
         claims.insert("aud".to_owned(), json!(audience));
     }
+    if let Some(scope) = &request.scope {
+        claims.insert("scope".to_owned(), json!(scope));
+    }
     let token = jsonwebtoken::encode(
         &Header::new(request.algorithm),
         &Value::Object(claims),
@@ -69,6 +74,7 @@ mod tests {
             algorithms: vec![Algorithm::HS256, Algorithm::HS512],
             leeway: Duration::from_secs(0),
             extra_headers: Vec::new(),
+            require_scope: false,
             jwt_secret_file: None,
         }
     }
@@ -80,6 +86,7 @@ mod tests {
             audience: Some("cortex".to_owned()),
             expires_in: Some(Duration::from_secs(3600)),
             algorithm: Algorithm::HS512,
+            scope: Some("read rules".to_owned()),
         }
     }
 

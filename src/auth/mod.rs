@@ -106,6 +106,14 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
 pub struct Tenant(HeaderValue);
 
 impl Tenant {
+    /// A tenant id that passes Cortex's rules.
+    pub fn new(id: &str) -> Result<Self, AuthError> {
+        claims::validate_tenant_id(id).map_err(AuthError::InvalidTenant)?;
+        HeaderValue::from_str(id)
+            .map(Tenant)
+            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))
+    }
+
     pub fn as_str(&self) -> &str {
         // Tenant ids are checked to be visible ASCII before construction.
         self.0.to_str().unwrap_or_default()
@@ -374,6 +382,7 @@ mod tests {
             algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
             leeway: Duration::from_secs(5),
             extra_headers: Vec::new(),
+            require_scope: false,
             jwt_secret_file: None,
         }
     }

@@ -39,6 +39,8 @@ pub struct AuthSettings {
     /// `-gateway.auth.jwt-extra-headers`); never forwarded upstream.
     #[serde(serialize_with = "serialize_display_list")]
     pub extra_headers: Vec<HeaderName>,
+    /// Refuse (403) tokens without a `scope` claim.
+    pub require_scope: bool,
 }
 
 fn serialize_algorithms<S: serde::Serializer>(
@@ -78,6 +80,7 @@ pub struct RawAuth {
     algorithms: StringList,
     leeway: String,
     extra_headers: StringList,
+    require_scope: bool,
 }
 
 impl Default for RawAuth {
@@ -90,6 +93,7 @@ impl Default for RawAuth {
             algorithms: StringList(HMAC_ALGORITHMS.iter().map(|a| format!("{a:?}")).collect()),
             leeway: "60s".to_owned(),
             extra_headers: StringList::default(),
+            require_scope: false,
         }
     }
 }
@@ -168,6 +172,7 @@ impl RawAuth {
             audience: self.audience.0,
             algorithms,
             leeway: parse_duration("auth.leeway", &self.leeway)?,
+            require_scope: self.require_scope,
         })
     }
 }
