@@ -30,6 +30,7 @@ fn token() -> String {
             audience: None,
             expires_in: Some(Duration::from_secs(86_400)),
             algorithm: Algorithm::HS256,
+            scope: None,
         },
     )
     .unwrap()
