@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 
-use crate::auth::TokenRequest;
+use crate::auth::settings::min_token_version;
+use crate::auth::{AuthSettings, TokenRequest};
 use crate::config::Overrides;
 use crate::duration;
 
@@ -198,9 +199,10 @@ pub struct TokenArgs {
     /// Tenant id, sent upstream as X-Scope-OrgID.
     #[arg(long)]
     pub tenant: String,
-    /// Value of the `version` claim.
-    #[arg(long = "version", default_value_t = 1)]
-    pub token_version: u64,
+    /// Value of the `version` claim; by default 1, or the tenant's
+    /// `min_token_version` when that is higher (so the token is not born revoked).
+    #[arg(long = "version")]
+    pub token_version: Option<u64>,
     /// Value of the `aud` claim.
     #[arg(long)]
     pub audience: Option<String>,
@@ -217,10 +219,12 @@ pub struct TokenArgs {
 }
 
 impl TokenArgs {
-    pub fn request(&self) -> TokenRequest {
+    /// The token to mint under `auth`.
+    pub fn request(&self, auth: &AuthSettings) -> TokenRequest {
+        let minimum = min_token_version(auth.min_token_version, &auth.tenants, &self.tenant);
         TokenRequest {
             tenant: self.tenant.clone(),
-            version: self.token_version,
+            version: self.token_version.unwrap_or(minimum.max(1)),
             audience: self.audience.clone(),
             expires_in: (!self.expires_in.is_zero()).then_some(self.expires_in),
             algorithm: self.algorithm,

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     };
 
     let outcome = match &invocation.cli.command {
-        Some(Command::Token(args)) => mint_token(&settings.auth, &args.request())
+        Some(Command::Token(args)) => mint_token(&settings.auth, &args.request(&settings.auth))
             .map(|token| println!("{token}"))
             .map_err(anyhow::Error::from),
         Some(Command::CheckConfig) => {

@@ -304,3 +304,85 @@ async fn keys_rotate_from_the_secret_file_without_a_restart() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+/// `[auth] min_token_version = 2`, and 5 for team-b.
+const REVOCATION: &str =
+    "[auth]\nmin_token_version = 2\n\n[auth.tenants.team-b]\nmin_token_version = 5\n";
+
+#[test]
+fn tokens_below_the_tenants_minimum_version_are_revoked() {
+    let upstream = Upstream::start("q");
+    let gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .config(REVOCATION)
+        .start();
+    let status = |claims: serde_json::Value| {
+        let request = format!(
+            "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            token(claims)
+        );
+        let response = raw_http(gateway.addr(), request.as_bytes()).unwrap();
+        (response.status, response.text())
+    };
+    let revoked = (401, "Invalid bearer token: revoked".to_owned());
+    assert_eq!(
+        status(json!({"tenant_id": "team-a", "version": 1})),
+        revoked
+    );
+    assert_eq!(
+        status(json!({"tenant_id": "team-a"})),
+        revoked,
+        "no version counts as 0"
+    );
+    assert_eq!(status(json!({"tenant_id": "team-a", "version": 2})).0, 200);
+    assert_eq!(
+        status(json!({"tenant_id": "team-b", "version": 4})),
+        revoked
+    );
+    assert_eq!(status(json!({"tenant_id": "team-b", "version": 5})).0, 200);
+    assert_eq!(status(json!({"tenant_id": "team-c", "version": 2})).0, 200);
+    assert_eq!(
+        upstream.requests().len(),
+        3,
+        "revoked tokens never reach the upstream"
+    );
+    assert_eq!(
+        gateway.metric(r#"cortex_gateway_failed_authentications_total{reason="revoked"}"#),
+        3.0
+    );
+}
+
+#[test]
+fn token_mints_at_the_tenants_minimum_version() {
+    let dir =
+        std::env::temp_dir().join(format!("cortex-gateway-revocation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, REVOCATION).unwrap();
+    for (tenant, version) in [("team-b", 5), ("team-a", 2)] {
+        let output = command()
+            .args(["token", "--tenant", tenant, "--config"])
+            .arg(&config)
+            .env("CORTEX_GATEWAY__AUTH__JWT_SECRET", SECRET)
+            .env("CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR", "http://d")
+            .env("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND", "http://q")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let token = String::from_utf8(output.stdout).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(
+            token.trim_end(),
+            &jsonwebtoken::DecodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(claims["version"], version, "{tenant}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

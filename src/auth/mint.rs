@@ -75,6 +75,8 @@ mod tests {
             leeway: Duration::from_secs(0),
             extra_headers: Vec::new(),
             require_scope: false,
+            min_token_version: 0,
+            tenants: Default::default(),
             jwt_secret_file: None,
         }
     }

@@ -46,6 +46,9 @@ pub enum AuthError {
     InvalidTenant(&'static str),
     #[error("version claim must be a non-negative integer")]
     InvalidVersion,
+    /// The token's `version` is below the tenant's `min_token_version`.
+    #[error("revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -62,11 +65,12 @@ impl AuthError {
             AuthError::Audience => "audience",
             AuthError::InvalidTenant(_) => "tenant",
             AuthError::InvalidVersion => "version",
+            AuthError::Revoked => "revoked",
         }
     }
 
     /// Every reason label, so each series exists (at 0) from start-up.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "no_token",
         "malformed",
         "bad_signature",
@@ -76,6 +80,7 @@ impl AuthError {
         "audience",
         "tenant",
         "version",
+        "revoked",
     ];
 }
 
@@ -152,6 +157,9 @@ pub struct Authenticator {
     validation: Validation,
     tenant_claim: String,
     extra_headers: Vec<HeaderName>,
+    /// Revocation: the lowest `version` accepted, overall and per tenant.
+    min_token_version: u64,
+    tenants: std::collections::BTreeMap<String, settings::TenantSettings>,
     metrics: Option<AuthMetrics>,
 }
 
@@ -210,6 +218,8 @@ impl Authenticator {
             validation,
             tenant_claim: settings.tenant_claim.clone(),
             extra_headers: settings.extra_headers.clone(),
+            min_token_version: settings.min_token_version,
+            tenants: settings.tenants.clone(),
             metrics: None,
         })
     }
@@ -296,9 +306,16 @@ impl Authenticator {
         let tenant = HeaderValue::from_str(tenant)
             .map(Tenant)
             .map_err(|_| AuthError::InvalidTenant("not a valid header value"))?;
+        // A token without `version` counts as version 0.
+        let version = claims.number("version").unwrap_or(0);
+        if version
+            < settings::min_token_version(self.min_token_version, &self.tenants, tenant.as_str())
+        {
+            return Err(AuthError::Revoked);
+        }
         let principal = Principal {
             tenant,
-            version: claims.number("version").unwrap_or(0),
+            version,
             expires_at: claims.number("exp"),
             scopes: claims.scopes().map(Arc::from),
         };
@@ -383,6 +400,8 @@ mod tests {
             leeway: Duration::from_secs(5),
             extra_headers: Vec::new(),
             require_scope: false,
+            min_token_version: 0,
+            tenants: Default::default(),
             jwt_secret_file: None,
         }
     }
@@ -571,6 +590,7 @@ mod tests {
             AuthError::Audience,
             AuthError::InvalidTenant("x"),
             AuthError::InvalidVersion,
+            AuthError::Revoked,
         ];
         let reasons: Vec<_> = errors.iter().map(AuthError::reason).collect();
         assert_eq!(reasons, AuthError::REASONS);

@@ -1,5 +1,6 @@
 //! The `[auth]` section.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,34 @@ pub struct AuthSettings {
     pub extra_headers: Vec<HeaderName>,
     /// Refuse (403) tokens without a `scope` claim.
     pub require_scope: bool,
+    /// Tokens whose `version` is lower are refused as revoked (401); a
+    /// token without `version` counts as 0.
+    pub min_token_version: u64,
+    /// `[auth.tenants.<id>]`: per-tenant settings.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, TenantSettings>,
+}
+
+/// `[auth.tenants.<id>]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Replaces `auth.min_token_version` for this tenant: bump it to revoke
+    /// every older token of the tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_token_version: Option<u64>,
+}
+
+/// The lowest `version` accepted for `tenant`.
+pub fn min_token_version(
+    global: u64,
+    tenants: &BTreeMap<String, TenantSettings>,
+    tenant: &str,
+) -> u64 {
+    tenants
+        .get(tenant)
+        .and_then(|settings| settings.min_token_version)
+        .unwrap_or(global)
 }
 
 fn serialize_algorithms<S: serde::Serializer>(
@@ -81,6 +110,8 @@ pub struct RawAuth {
     leeway: String,
     extra_headers: StringList,
     require_scope: bool,
+    min_token_version: u64,
+    tenants: BTreeMap<String, TenantSettings>,
 }
 
 impl Default for RawAuth {
@@ -94,6 +125,8 @@ impl Default for RawAuth {
             leeway: "60s".to_owned(),
             extra_headers: StringList::default(),
             require_scope: false,
+            min_token_version: 0,
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -173,6 +206,8 @@ impl RawAuth {
             algorithms,
             leeway: parse_duration("auth.leeway", &self.leeway)?,
             require_scope: self.require_scope,
+            min_token_version: self.min_token_version,
+            tenants: self.tenants,
         })
     }
 }
