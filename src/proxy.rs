@@ -83,7 +83,18 @@ impl ProxyError {
                 ProxyError::Unreachable { upstream },
                 Some(UpstreamErrorKind::Connect),
             ),
-            UpstreamError::RequestBody(_) => (ProxyError::ClientBody, None),
+            // Only the client's own body failing is the client's fault
+            // (400); anything else is the upstream exchange's (502, retried).
+            UpstreamError::RequestBody(error)
+                if std::error::Error::source(&error)
+                    .is_some_and(|cause| cause.downcast_ref::<RequestBodyError>().is_some()) =>
+            {
+                (ProxyError::ClientBody, None)
+            }
+            UpstreamError::RequestBody(_) => (
+                ProxyError::Failed { upstream },
+                Some(UpstreamErrorKind::Reset),
+            ),
             UpstreamError::Failed(error) if error.is_parse() => (
                 ProxyError::Failed { upstream },
                 Some(UpstreamErrorKind::Protocol),

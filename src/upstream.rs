@@ -365,7 +365,10 @@ where
 /// Separates a failure of the caller's request body from one of the
 /// upstream connection.
 fn request_error(error: hyper::Error) -> UpstreamError {
-    if error.is_user() {
+    // Of hyper's user errors only a body error carries a cause (the body's
+    // own error); the others (a dispatch task gone, ...) are the
+    // connection's, and must not become the client's 4xx.
+    if error.is_user() && std::error::Error::source(&error).is_some() {
         UpstreamError::RequestBody(error)
     } else {
         UpstreamError::Failed(error)
