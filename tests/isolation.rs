@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{raw_http, tenant_token, Gateway, GatewayBuilder, Upstream};
+use common::{raw_http, read_sized_response, tenant_token, Gateway, GatewayBuilder, Upstream};
 
 /// A request with team-a's token, closing the connection after the answer.
 fn request(method: &str, path: &str, token: &str, extra: &str) -> String {
@@ -399,34 +399,6 @@ fn request_targets_longer_than_a_uri_can_hold_are_414_and_counted() {
     );
 }
 
-/// Reads a whole response off a kept-alive connection: head, then a
-/// `Content-Length` body. Enough for the gateway's own answers.
-fn read_sized_response(stream: &mut BufReader<TcpStream>) -> (String, Vec<u8>) {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stream.read_line(&mut line).unwrap() > 0,
-            "connection closed"
-        );
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).unwrap();
-    (head, body)
-}
-
 #[test]
 fn one_client_connection_keeps_its_tenant_across_requests() {
     // Two tenants' requests alternate on one kept-alive client connection;
@@ -449,7 +421,7 @@ fn one_client_connection_keeps_its_tenant_across_requests() {
             tenant_token(tenant)
         );
         writer.write_all(request.as_bytes()).unwrap();
-        let (head, body) = read_sized_response(&mut reader);
+        let (head, body) = read_sized_response(&mut reader).unwrap();
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         if round > 0 {
             assert_eq!(String::from_utf8_lossy(&body), format!("for-{tenant}"));

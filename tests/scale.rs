@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{raw_http, tenant_token, Gateway, GatewayBuilder, Upstream};
+use common::{raw_http, read_sized_response, tenant_token, Gateway, GatewayBuilder, Upstream};
 
 /// `Max open files` of a process: (soft, hard).
 fn open_files_limit(pid: u32) -> (u64, u64) {
@@ -217,23 +217,7 @@ fn get_ok(writer: &mut TcpStream, reader: &mut BufReader<TcpStream>) -> std::io:
         tenant_token("team-a")
     );
     writer.write_all(request.as_bytes())?;
-    let mut line = String::new();
-    let mut length = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = value.trim().parse().unwrap();
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(body)
+    read_sized_response(reader).map(|(_, body)| body)
 }
 
 #[test]

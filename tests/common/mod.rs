@@ -600,6 +600,36 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse
     })
 }
 
+/// Reads one whole response off a kept-alive connection: its head, then a
+/// `Content-Length` body (enough for the answers these tests provoke).
+pub fn read_sized_response(
+    reader: &mut std::io::BufReader<TcpStream>,
+) -> std::io::Result<(String, Vec<u8>)> {
+    use std::io::BufRead;
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((head, body))
+}
+
 /// A client for tests: generous timeout, no redirects, no decompression.
 pub fn client() -> awc::Client {
     awc::Client::builder()
