@@ -9,12 +9,11 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use base64::Engine as _;
 use cortex_gateway::auth::extract::token_from_value;
-use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest};
+use cortex_gateway::auth::{mint_token, Authenticator, SigningKey, TokenRequest};
 use cortex_gateway::config::AuthSettings;
 use cortex_gateway::metrics::route_label;
 use cortex_gateway::routes::{check_canonical, routes, RouteTable};
 use criterion::{criterion_group, criterion_main, Criterion};
-use jsonwebtoken::Algorithm;
 use std::hint::black_box;
 
 fn settings() -> AuthSettings {
@@ -25,12 +24,8 @@ fn token() -> String {
     mint_token(
         &settings(),
         &TokenRequest {
-            tenant: "team-a".to_owned(),
-            version: 1,
-            audience: None,
             expires_in: Some(Duration::from_secs(86_400)),
-            algorithm: Algorithm::HS256,
-            scope: None,
+            ..TokenRequest::new("team-a")
         },
     )
     .unwrap()
@@ -50,7 +45,11 @@ fn auth(c: &mut Criterion) {
     );
 
     c.bench_function("authenticate bearer header (HS256)", |b| {
-        b.iter(|| authenticator.authenticate(black_box(&headers)).unwrap())
+        b.iter(|| {
+            authenticator
+                .authenticate_with_known_keys(black_box(&headers))
+                .unwrap()
+        })
     });
     c.bench_function("verify token (HS256)", |b| {
         b.iter(|| authenticator.verify(black_box(&token)).unwrap())
@@ -66,6 +65,49 @@ fn auth(c: &mut Criterion) {
         let forged = format!("{}x", &token[..token.len() - 1]);
         b.iter(|| authenticator.verify(black_box(&forged)).is_err())
     });
+}
+
+/// Verification with each kind of key, cold (every signature checked, as
+/// for a token seen the first time) and cached (the same token again, as
+/// for every later remote-write batch): a public-key check costs far more
+/// than an HMAC, so the cache matters most for IdP tokens.
+fn key_types(c: &mut Criterion) {
+    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+    for (name, public, private) in [
+        ("HS256", None, None),
+        ("RS256", Some("rsa.pub.pem"), Some("rsa.key.pem")),
+        ("ES256", Some("ec256.pub.pem"), Some("ec256.key.pem")),
+        ("EdDSA", Some("ed25519.pub.pem"), Some("ed25519.key.pem")),
+    ] {
+        let mut auth = settings();
+        let mut request = TokenRequest {
+            expires_in: Some(Duration::from_secs(86_400)),
+            ..TokenRequest::new("team-a")
+        };
+        if let (Some(public), Some(private)) = (public, private) {
+            auth.public_keys = vec![format!("{vectors}/{public}").into()];
+            auth.algorithms
+                .extend(cortex_gateway::auth::keys::PUBLIC_KEY_ALGORITHMS);
+            request.key = SigningKey::PrivateKeyFile(format!("{vectors}/{private}").into());
+        }
+        let token = mint_token(&auth, &request).unwrap();
+        let authenticator = Authenticator::new(&auth).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        c.bench_function(&format!("verify cold ({name})"), |b| {
+            b.iter(|| authenticator.verify(black_box(&token)).unwrap())
+        });
+        c.bench_function(&format!("authenticate cached ({name})"), |b| {
+            b.iter(|| {
+                authenticator
+                    .authenticate_with_known_keys(black_box(&headers))
+                    .unwrap()
+            })
+        });
+    }
 }
 
 fn paths(c: &mut Criterion) {
@@ -89,5 +131,5 @@ fn paths(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, auth, paths);
+criterion_group!(benches, auth, key_types, paths);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::settings::min_token_version;
-use crate::auth::{AuthSettings, TokenRequest};
+use crate::auth::{AuthSettings, SigningKey, TokenRequest};
 use crate::config::Overrides;
 use crate::duration;
 
@@ -33,8 +33,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve (the default when no command is given).
     Serve,
-    /// Print one token signed with the configured secret, and nothing else.
+    /// Print one token signed with the configured secret (or --key-file), and nothing else.
     Token(TokenArgs),
+    /// Check a token against the configuration: print its claims and the key that verified it, or why it is refused (exit 1).
+    Verify(VerifyArgs),
     /// Load and validate the configuration; print it with secrets redacted.
     CheckConfig,
     /// Try the gateway without Cortex: a built-in echo upstream, a token and a curl line.
@@ -209,9 +211,16 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 24h or 30m; 0 mints a token without `exp`.
     #[arg(long, default_value = "24h", value_parser = duration::parse)]
     pub expires_in: Duration,
-    /// HS256, HS384 or HS512.
-    #[arg(long, default_value = "HS256", value_parser = parse_algorithm)]
-    pub algorithm: Algorithm,
+    /// HS256, HS384, HS512 with the configured secret; with --key-file
+    /// RS*, PS*, ES256/384 or EdDSA (default: implied by the key's type).
+    #[arg(long, value_parser = parse_algorithm)]
+    pub algorithm: Option<Algorithm>,
+    /// Sign with this private key (PEM) instead of the configured secret.
+    #[arg(long, value_name = "PEM")]
+    pub key_file: Option<PathBuf>,
+    /// The header's `kid`: the id the public key is published under.
+    #[arg(long)]
+    pub kid: Option<String>,
     /// The `scope` claim: route families the token may use (write, read,
     /// rules, alerts; comma or space separated). Without it: all.
     #[arg(long)]
@@ -235,17 +244,31 @@ impl TokenArgs {
                     .collect::<Vec<_>>()
                     .join(" ")
             }),
+            kid: self.kid.clone(),
+            key: match &self.key_file {
+                Some(path) => SigningKey::PrivateKeyFile(path.clone()),
+                None => SigningKey::ConfiguredSecret,
+            },
         }
     }
 }
 
+/// `verify`'s arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The token, or `-` to read it from standard input (keeps it out of
+    /// the shell history and the process list).
+    pub token: String,
+}
+
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    match name.to_ascii_uppercase().as_str() {
-        "HS256" => Ok(Algorithm::HS256),
-        "HS384" => Ok(Algorithm::HS384),
-        "HS512" => Ok(Algorithm::HS512),
-        _ => Err(format!("`{name}` is not one of HS256, HS384, HS512")),
-    }
+    let upper = name.to_ascii_uppercase();
+    let canonical = if upper == "EDDSA" { "EdDSA" } else { &upper };
+    canonical.parse().map_err(|_| {
+        format!(
+            "`{name}` is not one of HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA"
+        )
+    })
 }
 
 /// Flags of the Go gateway's HTTP/gRPC server that have no meaning here.

@@ -7,7 +7,7 @@
 //! an operator paging through a crash-looping pod sees the fix, not a trace.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,10 +79,66 @@ struct RawSettings {
 
 // ---- loading ---------------------------------------------------------------
 
+/// Where the settings come from, kept so that a reload reads them again
+/// the same way: the file, the environment at start-up, the flags.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    overrides: Overrides,
+}
+
+/// What the commands that only sign or check tokens need: they run where
+/// no upstream is configured (an operator's laptop, a CI job).
+pub struct TokenSettings {
+    pub auth: AuthSettings,
+    /// TLS and timeouts for fetching JWKS and OIDC documents.
+    pub proxy: ProxySettings,
+}
+
+impl ConfigSource {
+    pub fn new(
+        file: Option<PathBuf>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: Overrides,
+    ) -> Self {
+        Self {
+            file,
+            env: env.into_iter().collect(),
+            overrides,
+        }
+    }
+
+    /// Every section, validated.
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        Settings::load(self.file.as_deref(), self.env.clone(), &self.overrides)
+    }
+
+    /// Only `[auth]` and `[proxy]`, validated; the rest is parsed (a typo is
+    /// still an error) but upstreams need not be set.
+    pub fn load_token_settings(&self) -> Result<TokenSettings, ConfigError> {
+        let raw = RawSettings::load(self.file.as_deref(), self.env.clone(), &self.overrides)?;
+        Ok(TokenSettings {
+            auth: raw.auth.validate()?,
+            proxy: raw.proxy.validate()?,
+        })
+    }
+}
+
 impl Settings {
     /// Loads defaults, the optional TOML `file`, `CORTEX_GATEWAY__…` variables
     /// from `env` and the flag `overrides`, in rising precedence, and validates.
     pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        RawSettings::load(file, env, overrides)?.validate()
+    }
+}
+
+impl RawSettings {
+    fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
@@ -113,11 +169,10 @@ impl Settings {
                 .set_override(*key, value.as_str())
                 .map_err(|e| ConfigError::Load(e.to_string()))?;
         }
-        let raw: RawSettings = builder
+        builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| ConfigError::Load(e.to_string()))?;
-        raw.validate()
+            .map_err(|e| ConfigError::Load(e.to_string()))
     }
 }
 

@@ -83,12 +83,8 @@ pub fn run(port: u16) -> Result<(), DemoError> {
     let token = mint_token(
         &settings.auth,
         &TokenRequest {
-            tenant: DEMO_TENANT.to_owned(),
-            version: 1,
-            audience: None,
             expires_in: Some(std::time::Duration::from_secs(3600)),
-            algorithm: jsonwebtoken::Algorithm::HS256,
-            scope: None,
+            ..TokenRequest::new(DEMO_TENANT)
         },
     )?;
     let metrics = crate::metrics::Metrics::new(settings.metrics.per_tenant);

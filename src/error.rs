@@ -36,6 +36,9 @@ pub enum GatewayError {
 impl ResponseError for GatewayError {
     fn status_code(&self) -> StatusCode {
         match self {
+            // Retry later, not "your token is bad": Prometheus drops a
+            // batch on 401 and retries it on 503.
+            GatewayError::Auth(AuthError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Authz(_) => StatusCode::FORBIDDEN,
             GatewayError::Route(RouteError::NotCanonical(_)) => StatusCode::BAD_REQUEST,
@@ -62,6 +65,12 @@ impl ResponseError for GatewayError {
             other => other.to_string(),
         };
         match self {
+            GatewayError::Auth(AuthError::KeysUnavailable) => {
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::auth::KEYS_RETRY_AFTER.as_secs()),
+                ));
+            }
             GatewayError::Auth(_) => {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));

@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cortex_gateway::auth::mint_token;
 use cortex_gateway::cli::{self, Command};
-use cortex_gateway::config::Settings;
+use cortex_gateway::config::{ConfigSource, Settings};
 use cortex_gateway::metrics::Metrics;
 use cortex_gateway::server::Gateway;
 use cortex_gateway::telemetry::{self, EarlyRejections};
+use cortex_gateway::verify;
 
 fn main() -> ExitCode {
     let invocation = cli::parse(std::env::args_os());
@@ -27,25 +28,33 @@ fn main() -> ExitCode {
     // Variables that are not UTF-8 cannot be ours; skip them rather than panic.
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let settings = match Settings::load(global.config.as_deref(), env, &global.overrides()) {
-        Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
+    let source = ConfigSource::new(global.config.clone(), env, global.overrides());
+    // Signing and checking tokens needs no upstream.
     let outcome = match &invocation.cli.command {
-        Some(Command::Token(args)) => mint_token(&settings.auth, &args.request(&settings.auth))
-            .map(|token| println!("{token}"))
+        Some(Command::Token(args)) => source
+            .load_token_settings()
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                let request = args.request(&settings.auth);
+                Ok(mint_token(&settings.auth, &request)?)
+            })
+            .map(|token| println!("{token}")),
+        Some(Command::Verify(args)) => source
+            .load_token_settings()
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| {
+                let token = verify::read_token(&args.token)?;
+                Ok(verify::run(&settings, &token)?)
+            })
+            .map(|report| print!("{report}")),
+        Some(Command::CheckConfig) => source
+            .load()
+            .map(|settings| print!("{}", settings.to_redacted_toml()))
             .map_err(anyhow::Error::from),
-        Some(Command::CheckConfig) => {
-            print!("{}", settings.to_redacted_toml());
-            Ok(())
-        }
-        Some(Command::Serve) | Some(Command::Demo(_)) | None => {
-            serve(settings, &invocation.ignored_flags)
-        }
+        Some(Command::Serve) | Some(Command::Demo(_)) | None => source
+            .load()
+            .map_err(anyhow::Error::from)
+            .and_then(|settings| serve(settings, source.clone(), &invocation.ignored_flags)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,7 +68,7 @@ fn main() -> ExitCode {
 /// The secret in the shipped configuration file, which is public.
 const SHIPPED_EXAMPLE_SECRET: &[u8] = b"change-me-this-is-only-for-local-testing";
 
-fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
+fn serve(settings: Settings, source: ConfigSource, ignored_flags: &[String]) -> anyhow::Result<()> {
     let metrics = Metrics::new(settings.metrics.per_tenant);
     let telemetry = telemetry::init(
         &settings.log,
@@ -77,7 +86,7 @@ fn serve(settings: Settings, ignored_flags: &[String]) -> anyhow::Result<()> {
             "auth.jwt_secret is shorter than 32 bytes; HS256 keys should be at least 256 bits"
         );
     }
-    let gateway = Gateway::new(settings, metrics, telemetry.exports_traces())?;
+    let gateway = Gateway::new(settings, metrics, telemetry.exports_traces())?.follow(source);
     actix_web::rt::System::new()
         .block_on(gateway.serve())
         .context("server failed")

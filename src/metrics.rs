@@ -10,8 +10,8 @@ use std::time::Duration;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +77,65 @@ impl AuthMetrics {
     pub fn succeeded_counter(&self, tenant: &str) -> IntCounter {
         let tenant = if self.per_tenant { tenant } else { "" };
         self.succeeded.with_label_values(&[tenant])
+    }
+}
+
+/// The health of the key sources fetched over the network (JWKS, OIDC),
+/// labelled by the URL configured (never carries credentials: URLs with
+/// userinfo are refused at start-up).
+#[derive(Clone)]
+pub struct KeyMetrics {
+    fetches: IntCounterVec,
+    keys: IntGaugeVec,
+    since_success: GaugeVec,
+}
+
+impl KeyMetrics {
+    /// Counts one fetch of `source`, `success` or `error`.
+    pub fn fetched(&self, source: &str, success: bool) {
+        let outcome = if success { "success" } else { "error" };
+        self.fetches.with_label_values(&[source, outcome]).inc();
+    }
+
+    /// Creates both outcome series of `source` at 0.
+    pub fn prepare(&self, source: &str) {
+        for outcome in ["success", "error"] {
+            self.fetches.with_label_values(&[source, outcome]);
+        }
+    }
+
+    /// The number of keys `source` serves now.
+    pub fn loaded(&self, source: &str, keys: usize) {
+        self.keys
+            .with_label_values(&[source])
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    /// Seconds since `source` last fetched successfully (+Inf before the first).
+    pub fn age(&self, source: &str, seconds: f64) {
+        self.since_success.with_label_values(&[source]).set(seconds);
+    }
+}
+
+/// Whether the last configuration reload worked, named as Prometheus names
+/// its own (`prometheus_config_last_reload_successful`), so the same alerts
+/// apply.
+#[derive(Clone)]
+pub struct ReloadMetrics {
+    successful: IntGauge,
+    success_timestamp: Gauge,
+}
+
+impl ReloadMetrics {
+    /// Records a reload (or the start-up load) that worked, or one that failed.
+    pub fn reloaded(&self, success: bool) {
+        self.successful.set(i64::from(success));
+        if success {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.success_timestamp.set(now.as_secs_f64());
+        }
     }
 }
 
@@ -171,6 +230,8 @@ impl Drop for InflightGuard {
 pub struct Metrics {
     pub registry: Registry,
     pub auth: AuthMetrics,
+    pub keys: KeyMetrics,
+    pub reloads: ReloadMetrics,
     forwarded: IntCounterVec,
     rejected: IntCounterVec,
     inflight: IntGaugeVec,
@@ -340,9 +401,55 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let keys = KeyMetrics {
+            fetches: counter(
+                "jwks_fetches_total",
+                "Fetches of a JWKS (or its OIDC discovery document) by outcome.",
+                &["source", "outcome"],
+            ),
+            keys: register(
+                &registry,
+                IntGaugeVec::new(
+                    opts("jwks_keys", "Keys a JWKS source serves now."),
+                    &["source"],
+                )
+                .expect("valid metric"),
+            ),
+            since_success: register(
+                &registry,
+                GaugeVec::new(
+                    opts(
+                        "jwks_seconds_since_last_success",
+                        "Seconds since a JWKS source was last fetched successfully;                          +Inf before the first success.",
+                    ),
+                    &["source"],
+                )
+                .expect("valid metric"),
+            ),
+        };
+        let reloads = ReloadMetrics {
+            successful: register(
+                &registry,
+                IntGauge::with_opts(opts(
+                    "config_last_reload_successful",
+                    "Whether the last configuration reload attempt was successful.",
+                ))
+                .expect("valid metric"),
+            ),
+            success_timestamp: register(
+                &registry,
+                Gauge::with_opts(opts(
+                    "config_last_reload_success_timestamp_seconds",
+                    "Timestamp of the last successful configuration reload (or start-up).",
+                ))
+                .expect("valid metric"),
+            ),
+        };
         Self {
             registry,
             auth,
+            keys,
+            reloads,
             forwarded,
             rejected,
             inflight,

@@ -29,8 +29,6 @@ pub struct Pipeline {
     authenticator: Arc<Authenticator>,
     limits: Limits,
     metrics: Metrics,
-    /// `auth.require_scope`: tokens without a `scope` claim are refused.
-    require_scope: bool,
 }
 
 impl Pipeline {
@@ -39,15 +37,18 @@ impl Pipeline {
         authenticator: Arc<Authenticator>,
         limits: Limits,
         metrics: Metrics,
-        require_scope: bool,
     ) -> Self {
         Self {
             routes,
             authenticator,
             limits,
             metrics,
-            require_scope,
         }
+    }
+
+    /// Whether tokens may still need keys that were never fetched.
+    pub fn keys_pending(&self) -> bool {
+        self.authenticator.pending()
     }
 
     /// The actix handler: every proxied path, and every path nothing
@@ -76,9 +77,9 @@ impl Pipeline {
         forwarder: &Forwarder,
     ) -> Result<HttpResponse, GatewayError> {
         let (route, target) = self.route(req)?;
-        let principal = self.authenticator.authenticate(req.headers())?;
+        let principal = self.authenticator.authenticate(req.headers()).await?;
         routes::check_canonical(req.path())?;
-        let permit = authz::authorize(&principal, route, self.require_scope)?;
+        let permit = authz::authorize(&principal, route, self.authenticator.require_scope())?;
         self.limits.admit_body(req.headers())?;
         let root_span = tracing::Span::current();
         root_span.record("tenant", principal.tenant.as_str());
@@ -157,18 +158,7 @@ mod tests {
     }
 
     fn bearer(settings: &Settings) -> (&'static str, String) {
-        let token = mint_token(
-            &settings.auth,
-            &TokenRequest {
-                tenant: "team-a".to_owned(),
-                version: 1,
-                audience: None,
-                expires_in: None,
-                algorithm: jsonwebtoken::Algorithm::HS256,
-                scope: None,
-            },
-        )
-        .unwrap();
+        let token = mint_token(&settings.auth, &TokenRequest::new("team-a")).unwrap();
         ("authorization", format!("Bearer {token}"))
     }
 

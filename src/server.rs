@@ -20,12 +20,14 @@ use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use futures_util::future::{ready, Either, MapOk, Ready, TryFutureExt};
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
+use crate::auth::jwks::Fetcher;
 use crate::auth::{AuthError, Authenticator};
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, ConfigSource, Settings};
 use crate::limits::Limits;
 use crate::metrics::{route_label, Metrics};
 use crate::pipeline::Pipeline;
 use crate::proxy::{Forwarder, Target};
+use crate::reconfigure::Reconfigure;
 use crate::reload::{self, Reload};
 use crate::routes::{self, RouteTable};
 use crate::tls;
@@ -60,6 +62,9 @@ pub struct Gateway {
     request_metrics: PrometheusMetrics,
     lifecycle: web::Data<Lifecycle>,
     tls: Arc<rustls::ClientConfig>,
+    /// Where the settings came from, when they are to be followed: read
+    /// again on SIGHUP and when the file changes.
+    config_source: Option<ConfigSource>,
 }
 
 impl Gateway {
@@ -76,14 +81,27 @@ impl Gateway {
             metrics.target(name);
         }
         metrics.auth.prepare(&AuthError::REASONS);
-        let authenticator = Arc::new(
-            Authenticator::with_metrics(&settings.auth, metrics.auth.clone()).map_err(|e| {
+        let fetcher = Fetcher {
+            tls: tls::key_fetch_client_config(&settings.proxy).map_err(|e| {
                 ConfigError::Invalid {
-                    key: "auth.jwt_secret".to_owned(),
-                    message: e.to_string(),
+                    key: e.key.to_owned(),
+                    message: e.message,
                 }
             })?,
+            proxy: settings.proxy.clone(),
+        };
+        let authenticator = Arc::new(
+            Authenticator::connected(
+                &settings.auth,
+                fetcher,
+                Some((metrics.auth.clone(), metrics.keys.clone())),
+            )
+            .map_err(|e| ConfigError::Invalid {
+                key: "auth".to_owned(),
+                message: e.to_string(),
+            })?,
         );
+        metrics.reloads.reloaded(true);
         let routes = RouteTable::new(
             routes::routes(&settings.routes, |name| {
                 settings.upstreams.contains_key(name)
@@ -121,7 +139,6 @@ impl Gateway {
                 settings.server.max_request_body_size,
             ),
             metrics.clone(),
-            settings.auth.require_scope,
         );
         Ok(Self {
             pipeline: web::Data::new(pipeline),
@@ -133,7 +150,15 @@ impl Gateway {
             request_metrics,
             lifecycle: web::Data::new(Lifecycle::default()),
             tls: upstream_tls,
+            config_source: None,
         })
+    }
+
+    /// Follows `source`: on SIGHUP and when its file changes, the `[auth]`
+    /// section is applied again without a restart.
+    pub fn follow(mut self, source: ConfigSource) -> Self {
+        self.config_source = Some(source);
+        self
     }
 
     /// Registers the pipeline and the service endpoints on one worker's app.
@@ -258,7 +283,16 @@ impl Gateway {
             open_files,
             "cortex-gateway listening"
         );
+        self.authenticator.start();
         let mut reloadable: Vec<Arc<dyn Reload>> = vec![self.authenticator.clone()];
+        if let Some(source) = self.config_source.clone() {
+            reloadable.push(Arc::new(Reconfigure::new(
+                source,
+                (*self.settings).clone(),
+                Arc::clone(&self.authenticator),
+                self.metrics.reloads.clone(),
+            )));
+        }
         if let Some(certificate) = certificate.clone() {
             reloadable.push(certificate);
         }
@@ -491,11 +525,20 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("Ok")
 }
 
-async fn ready_endpoint(lifecycle: web::Data<Lifecycle>) -> HttpResponse {
+/// Ready unless draining, or while a JWKS or OIDC source has never been
+/// fetched: a pod that would answer every token 503 should get no traffic.
+async fn ready_endpoint(
+    lifecycle: web::Data<Lifecycle>,
+    pipeline: web::Data<Pipeline>,
+) -> HttpResponse {
     if lifecycle.is_draining() {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("shutting down")
+    } else if pipeline.keys_pending() {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("signing keys not loaded yet")
     } else {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     }

@@ -204,6 +204,18 @@ pub fn server_config(
     Ok((config, certificate))
 }
 
+/// The client configuration for JWKS and OIDC documents: the upstreams' CA
+/// settings, but always verified, whatever `proxy.tls_insecure_skip_verify`
+/// says: whoever can change a key document in transit can sign tokens.
+pub fn key_fetch_client_config(
+    settings: &ProxySettings,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    upstream_client_config(&ProxySettings {
+        tls_insecure_skip_verify: false,
+        ..settings.clone()
+    })
+}
+
 /// TLS settings for https upstreams: the system's root certificates, plus
 /// `proxy.tls_ca_file`, or no verification at all when explicitly asked.
 pub fn upstream_client_config(

@@ -8,7 +8,6 @@ use cortex_gateway::auth::extract::token_from_value;
 use cortex_gateway::auth::{mint_token, Authenticator, TokenRequest};
 use cortex_gateway::config::AuthSettings;
 use cortex_gateway::routes::check_canonical;
-use jsonwebtoken::Algorithm;
 use proptest::prelude::*;
 
 fn settings() -> AuthSettings {
@@ -22,12 +21,8 @@ fn valid_token(tenant: &str) -> String {
     mint_token(
         &settings(),
         &TokenRequest {
-            tenant: tenant.to_owned(),
-            version: 1,
-            audience: None,
             expires_in: Some(Duration::from_secs(3600)),
-            algorithm: Algorithm::HS256,
-            scope: None,
+            ..TokenRequest::new(tenant)
         },
     )
     .unwrap()

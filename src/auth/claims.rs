@@ -87,6 +87,31 @@ impl Claims {
         }
     }
 
+    /// A claim by name, or by JSON pointer (RFC 6901) when the name starts
+    /// with `/`, so nested claims need no mapper at the identity provider.
+    pub fn lookup(&self, name: &str) -> Option<&Value> {
+        let Some(pointer) = name.strip_prefix('/') else {
+            return self.0.get(name);
+        };
+        let mut tokens = pointer
+            .split('/')
+            .map(|token| token.replace("~1", "/").replace("~0", "~"));
+        let mut value = self.0.get(&tokens.next()?)?;
+        for token in tokens {
+            value = match value {
+                Value::Object(map) => map.get(&token)?,
+                Value::Array(items) => items.get(token.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+
+    /// The `iss` claim, when it is a string.
+    pub fn issuer(&self) -> Option<&str> {
+        self.0.get("iss").and_then(Value::as_str)
+    }
+
     /// Applies the gateway's own claim rules and returns the tenant id.
     pub fn tenant(&self, tenant_claim: &str) -> Result<&str, AuthError> {
         if let Some(version) = self.0.get("version") {
@@ -95,7 +120,7 @@ impl Claims {
                 return Err(AuthError::InvalidVersion);
             }
         }
-        let tenant = match self.0.get(tenant_claim) {
+        let tenant = match self.lookup(tenant_claim) {
             Some(Value::String(tenant)) => tenant,
             Some(_) => return Err(AuthError::InvalidTenant("tenant claim is not a string")),
             None => return Err(AuthError::InvalidTenant("tenant claim is missing")),
@@ -158,6 +183,28 @@ mod tests {
         assert!(matches!(
             c.tenant("tenant_id"),
             Err(AuthError::InvalidTenant(_))
+        ));
+    }
+
+    #[test]
+    fn tenant_claim_may_be_nested_or_namespaced() {
+        let c = claims(
+            r#"{"org":{"id":"nested","teams":["t0","t1"]},"https://example.com/tenant":"url","a/b":{"c~d":"escaped"}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.tenant("/org/id").unwrap(), "nested");
+        assert_eq!(c.tenant("/org/teams/1").unwrap(), "t1");
+        assert_eq!(c.tenant("https://example.com/tenant").unwrap(), "url");
+        assert_eq!(c.tenant("/a~1b/c~0d").unwrap(), "escaped");
+        for missing in ["/org/name", "/org/id/x", "/org/teams/9", "/nothing"] {
+            assert!(
+                matches!(c.tenant(missing), Err(AuthError::InvalidTenant(_))),
+                "{missing}"
+            );
+        }
+        assert!(matches!(
+            c.tenant("/org"),
+            Err(AuthError::InvalidTenant("tenant claim is not a string"))
         ));
     }
 

@@ -1,6 +1,7 @@
 //! Minting tokens with the configured secret, for `cortex-gateway token`:
 //! operators get a token the gateway will accept without a separate tool.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -17,9 +18,42 @@ pub struct TokenRequest {
     pub audience: Option<String>,
     /// `None` mints a token without `exp`.
     pub expires_in: Option<Duration>,
-    pub algorithm: Algorithm,
+    /// `None`: HS256 with the configured secret, or the algorithm the
+    /// private key's type implies.
+    pub algorithm: Option<Algorithm>,
     /// The `scope` claim (space-separated words); `None` for full access.
     pub scope: Option<String>,
+    /// The header's `kid`, naming the key an identity provider would
+    /// publish it under.
+    pub kid: Option<String>,
+    pub key: SigningKey,
+}
+
+impl TokenRequest {
+    /// A token for `tenant` at version 1, without `exp`, `aud`, scope or
+    /// `kid`, signed HS256 with the configured secret.
+    pub fn new(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            version: 1,
+            audience: None,
+            expires_in: None,
+            algorithm: None,
+            scope: None,
+            kid: None,
+            key: SigningKey::ConfiguredSecret,
+        }
+    }
+}
+
+/// What a new token is signed with.
+#[derive(Debug, Clone)]
+pub enum SigningKey {
+    /// The first configured HMAC secret.
+    ConfiguredSecret,
+    /// A private key PEM file (RSA, EC or Ed25519, PKCS#8 or PKCS#1), to try
+    /// the public-key path as an identity provider would sign.
+    PrivateKeyFile(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +62,10 @@ pub enum MintError {
     Tenant(&'static str),
     #[error("--algorithm: {0:?} is not in auth.algorithms, so the gateway would refuse the token")]
     Algorithm(Algorithm),
+    #[error("no HMAC secret is configured: give --key-file to sign with a private key")]
+    NoSecret,
+    #[error("--key-file {path}: {message}")]
+    KeyFile { path: PathBuf, message: String },
     #[error("signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
 }
@@ -35,8 +73,20 @@ pub enum MintError {
 /// Signs a token for `request` that the gateway configured with `auth` accepts.
 pub fn mint_token(auth: &AuthSettings, request: &TokenRequest) -> Result<String, MintError> {
     validate_tenant_id(&request.tenant).map_err(MintError::Tenant)?;
-    if !auth.algorithms.contains(&request.algorithm) {
-        return Err(MintError::Algorithm(request.algorithm));
+    let (key, algorithm) = match &request.key {
+        SigningKey::ConfiguredSecret => {
+            if auth.signing_secret().is_empty() {
+                return Err(MintError::NoSecret);
+            }
+            (
+                EncodingKey::from_secret(auth.signing_secret())?,
+                request.algorithm.unwrap_or(Algorithm::HS256),
+            )
+        }
+        SigningKey::PrivateKeyFile(path) => private_key(path, request.algorithm)?,
+    };
+    if !auth.algorithms.contains(&algorithm) {
+        return Err(MintError::Algorithm(algorithm));
     }
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = Map::new();
@@ -52,12 +102,39 @@ pub fn mint_token(auth: &AuthSettings, request: &TokenRequest) -> Result<String,
     if let Some(scope) = &request.scope {
         claims.insert("scope".to_owned(), json!(scope));
     }
-    let token = jsonwebtoken::encode(
-        &Header::new(request.algorithm),
-        &Value::Object(claims),
-        &EncodingKey::from_secret(auth.signing_secret())?,
-    )?;
+    let mut header = Header::new(algorithm);
+    header.kid = request.kid.clone();
+    let token = jsonwebtoken::encode(&header, &Value::Object(claims), &key)?;
     Ok(token)
+}
+
+/// The private key in `path` and the algorithm to sign with: `algorithm`
+/// when given, else RS256, ES256 or EdDSA by the key's type.
+fn private_key(
+    path: &Path,
+    algorithm: Option<Algorithm>,
+) -> Result<(EncodingKey, Algorithm), MintError> {
+    let failed = |message: String| MintError::KeyFile {
+        path: path.to_owned(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let by_type = [
+        (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem)),
+        (Algorithm::ES256, EncodingKey::from_ec_pem(&pem)),
+        (Algorithm::EdDSA, EncodingKey::from_ed_pem(&pem)),
+    ];
+    let (implied, key) = by_type
+        .into_iter()
+        .find_map(|(implied, key)| key.ok().map(|key| (implied, key)))
+        .ok_or_else(|| failed("not an RSA, EC or Ed25519 private key in PEM form".to_owned()))?;
+    let algorithm = algorithm.unwrap_or(implied);
+    if algorithm.family() != implied.family() {
+        return Err(failed(format!(
+            "a {implied:?}-family key cannot sign {algorithm:?}"
+        )));
+    }
+    Ok((key, algorithm))
 }
 
 #[cfg(test)]
@@ -66,19 +143,12 @@ mod tests {
     use crate::auth::Authenticator;
 
     fn settings() -> AuthSettings {
-        AuthSettings {
-            jwt_secret: None,
-            secrets: vec![crate::settings::Secret::new(b"mint-test-secret".to_vec())],
-            tenant_claim: "org".to_owned(),
-            audience: vec!["cortex".to_owned()],
-            algorithms: vec![Algorithm::HS256, Algorithm::HS512],
-            leeway: Duration::from_secs(0),
-            extra_headers: Vec::new(),
-            require_scope: false,
-            min_token_version: 0,
-            tenants: Default::default(),
-            jwt_secret_file: None,
-        }
+        let mut auth = AuthSettings::with_secret("mint-test-secret");
+        auth.tenant_claim = "org".to_owned();
+        auth.audience = vec!["cortex".to_owned()];
+        auth.algorithms = vec![Algorithm::HS256, Algorithm::HS512];
+        auth.leeway = Duration::from_secs(0);
+        auth
     }
 
     fn request() -> TokenRequest {
@@ -87,8 +157,10 @@ mod tests {
             version: 2,
             audience: Some("cortex".to_owned()),
             expires_in: Some(Duration::from_secs(3600)),
-            algorithm: Algorithm::HS512,
+            algorithm: Some(Algorithm::HS512),
             scope: Some("read rules".to_owned()),
+            kid: None,
+            key: SigningKey::ConfiguredSecret,
         }
     }
 
@@ -110,7 +182,7 @@ mod tests {
             Err(MintError::Tenant(_))
         ));
         let mut bad_alg = request();
-        bad_alg.algorithm = Algorithm::HS384;
+        bad_alg.algorithm = Some(Algorithm::HS384);
         assert!(matches!(
             mint_token(&auth, &bad_alg),
             Err(MintError::Algorithm(_))

@@ -5,6 +5,7 @@
 mod cache;
 pub mod claims;
 pub mod extract;
+pub mod jwks;
 pub mod keys;
 mod mint;
 pub mod settings;
@@ -12,16 +13,25 @@ pub mod settings;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::Validation;
+use jsonwebtoken::{Algorithm, Validation};
 
-use crate::metrics::AuthMetrics;
+use crate::metrics::{AuthMetrics, KeyMetrics};
 use crate::reload::{Reload, Trigger};
-use keys::{Key, KeyError, KeySource, SecretFile, StaticSecrets};
-pub use mint::{mint_token, MintError, TokenRequest};
+use jwks::{Fetcher, JwksSource, Location};
+use keys::{Key, KeyError, KeyFiles, KeySource, StaticSecrets};
+pub use mint::{mint_token, MintError, SigningKey, TokenRequest};
 pub use settings::AuthSettings;
+
+/// How long a request whose token names an unknown `kid` waits for the
+/// refetch it caused (or joined) before it is refused.
+const REFETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// `Retry-After` while the keys a token needs are still being fetched.
+pub const KEYS_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Why a request was refused. The variant decides the `reason` label of
 /// `cortex_gateway_failed_authentications_total` and the short text after
@@ -49,6 +59,18 @@ pub enum AuthError {
     /// The token's `version` is below the tenant's `min_token_version`.
     #[error("revoked")]
     Revoked,
+    #[error("token has no exp, which auth.require_exp requires")]
+    MissingExpiry,
+    #[error("issuer not accepted")]
+    Issuer,
+    /// No configured key has the token's `kid` (after a refetch, for JWKS
+    /// sources), or no key of its algorithm's family exists.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The keys the token needs are still being fetched for the first
+    /// time: the client should retry, not drop its data (503, not 401).
+    #[error("signing keys not loaded yet")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -66,11 +88,15 @@ impl AuthError {
             AuthError::InvalidTenant(_) => "tenant",
             AuthError::InvalidVersion => "version",
             AuthError::Revoked => "revoked",
+            AuthError::MissingExpiry => "expired",
+            AuthError::Issuer => "issuer",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::KeysUnavailable => "keys_unavailable",
         }
     }
 
     /// Every reason label, so each series exists (at 0) from start-up.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 13] = [
         "no_token",
         "malformed",
         "bad_signature",
@@ -81,6 +107,9 @@ impl AuthError {
         "tenant",
         "version",
         "revoked",
+        "issuer",
+        "unknown_key",
+        "keys_unavailable",
     ];
 }
 
@@ -96,6 +125,7 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::InvalidAudience => AuthError::Audience,
             ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => AuthError::MissingExpiry,
             ErrorKind::InvalidClaimFormat(_) => {
                 AuthError::Malformed("registered claim has the wrong type")
             }
@@ -143,96 +173,244 @@ pub struct Principal {
     pub scopes: Option<Arc<[String]>>,
 }
 
-/// Key set ids start at 1: 0 is the id of the empty per-thread cache.
-static NEXT_KEY_SET_ID: AtomicU64 = AtomicU64::new(1);
+/// Verifier ids start at 1: 0 is the id of the empty per-thread cache.
+static NEXT_VERIFIER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Verifies tokens against the configured key sources and claim rules.
-/// Built once at start-up and shared read-only by every worker.
+/// Shared by every worker; what it verifies with is swapped whole on a
+/// reload, so a request sees either the old settings or the new ones,
+/// never a mix.
 pub struct Authenticator {
-    sources: Vec<Box<dyn KeySource>>,
-    keys: RwLock<Arc<KeySet>>,
-    /// The id of the key set in `keys`, readable without the lock: a cache
-    /// hit (nearly every request) needs only the id, not the keys.
-    key_set_id: AtomicU64,
-    validation: Validation,
-    tenant_claim: String,
-    extra_headers: Vec<HeaderName>,
-    /// Revocation: the lowest `version` accepted, overall and per tenant.
-    min_token_version: u64,
-    tenants: std::collections::BTreeMap<String, settings::TenantSettings>,
+    current: RwLock<Arc<Verifier>>,
+    /// The id of the verifier in `current`, readable without the lock: a
+    /// cache hit (nearly every request) needs only the id.
+    current_id: AtomicU64,
+    /// How JWKS and OIDC documents are fetched; `None` where no network is
+    /// wanted (benchmarks, unit tests), which refuses such sources.
+    fetcher: Option<Fetcher>,
     metrics: Option<AuthMetrics>,
+    key_metrics: Option<KeyMetrics>,
+    /// `auth.extra_headers`, fixed for the life of the process: the
+    /// forwarder strips the same headers, and a list that changed under it
+    /// could pass a token upstream.
+    extra_headers: Vec<HeaderName>,
 }
 
-/// The keys of every source at one time. A new set (after a reload) gets a
-/// new id, so tokens verified with the old keys are not served from the
-/// cache.
-struct KeySet {
+/// One generation of the auth settings: the rules, the sources, and the
+/// keys gathered from them. A new generation (settings reloaded, a file or
+/// a JWKS changed) gets a new id, so the token cache starts over and
+/// nothing verified with a key that is gone is served again.
+struct Verifier {
     id: u64,
+    policy: Arc<Policy>,
     keys: Vec<Key>,
+    /// The versions of the remote sources when `keys` were gathered.
+    remote_versions: Vec<u64>,
 }
 
-impl KeySet {
-    fn gather(sources: &[Box<dyn KeySource>]) -> Self {
+/// The auth settings as the verifier applies them.
+struct Policy {
+    settings: AuthSettings,
+    /// One validation per algorithm family that `auth.algorithms` allows
+    /// (jsonwebtoken checks a key only against algorithms of its family).
+    validations: Vec<Validation>,
+    sources: Vec<Box<dyn KeySource>>,
+}
+
+impl Policy {
+    /// The validation for tokens signed with `algorithm`, if it is allowed.
+    fn validation(&self, algorithm: Algorithm) -> Option<&Validation> {
+        self.validations
+            .iter()
+            .find(|validation| validation.algorithms.contains(&algorithm))
+    }
+
+    fn remotes(&self) -> impl Iterator<Item = &Arc<JwksSource>> {
+        self.sources.iter().filter_map(|source| source.remote())
+    }
+}
+
+impl Verifier {
+    fn gather(policy: Arc<Policy>) -> Self {
         Self {
-            id: NEXT_KEY_SET_ID.fetch_add(1, Ordering::Relaxed),
-            keys: sources.iter().flat_map(|source| source.keys()).collect(),
+            id: NEXT_VERIFIER_ID.fetch_add(1, Ordering::Relaxed),
+            remote_versions: policy.remotes().map(|remote| remote.version()).collect(),
+            keys: policy
+                .sources
+                .iter()
+                .flat_map(|source| source.keys())
+                .collect(),
+            policy,
         }
     }
+
+    /// The keys a token signed with `algorithm` may be checked against:
+    /// only of the algorithm's own family; with a `kid`, the keys of that
+    /// id, or else those without any id (secrets and PEM files); without a
+    /// `kid`, every key of the family. The flag says whether the `kid`
+    /// matched no key by id.
+    fn candidates(&self, algorithm: Algorithm, kid: Option<&str>) -> (Vec<&Key>, bool) {
+        let family = self.keys.iter().filter(|key| key.accepts(algorithm));
+        let Some(kid) = kid else {
+            return (family.collect(), false);
+        };
+        let named: Vec<&Key> = family
+            .clone()
+            .filter(|key| key.kid.as_deref() == Some(kid))
+            .collect();
+        if named.is_empty() {
+            (family.filter(|key| key.kid.is_none()).collect(), true)
+        } else {
+            (named, false)
+        }
+    }
+
+    /// Whether a remote source that could hold a key for `algorithm` has
+    /// not been fetched yet.
+    fn waits_for_keys(&self, algorithm: Algorithm) -> bool {
+        algorithm.family() != jsonwebtoken::AlgorithmFamily::Hmac
+            && self.policy.remotes().any(|remote| remote.pending())
+    }
+}
+
+/// What a successful verification found, for `verify`'s report.
+pub struct Verification {
+    pub principal: Principal,
+    pub claims: claims::Claims,
+    pub algorithm: Algorithm,
+    /// Where the key that verified the token came from.
+    pub key_origin: Arc<str>,
 }
 
 impl Authenticator {
-    /// An authenticator that counts successful authentications per tenant
-    /// in `metrics` (refusals are counted where they are answered).
-    pub fn with_metrics(settings: &AuthSettings, metrics: AuthMetrics) -> Result<Self, KeyError> {
-        Ok(Self {
-            metrics: Some(metrics),
-            ..Self::new(settings)?
-        })
+    /// An authenticator that fetches remote keys with `fetcher` and counts
+    /// into `metrics`: the gateway's.
+    pub fn connected(
+        settings: &AuthSettings,
+        fetcher: Fetcher,
+        metrics: Option<(AuthMetrics, KeyMetrics)>,
+    ) -> Result<Self, KeyError> {
+        let (metrics, key_metrics) = metrics.unzip();
+        let policy = Policy::build(settings, &[], Some(&fetcher), key_metrics.as_ref())?;
+        Ok(Self::around(policy, Some(fetcher), metrics, key_metrics))
     }
 
-    /// An authenticator without metrics, for commands and tests.
+    /// An authenticator without network or metrics, for benchmarks and
+    /// tests: JWKS and OIDC sources are refused.
     pub fn new(settings: &AuthSettings) -> Result<Self, KeyError> {
-        let mut validation = Validation::new(settings.algorithms[0]);
-        validation.algorithms = settings.algorithms.clone();
-        validation.leeway = settings.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        // `exp` is checked when present, not required: Cortex deployments
-        // commonly run long-lived per-tenant tokens.
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_aud = !settings.audience.is_empty();
-        if validation.validate_aud {
-            validation.set_audience(&settings.audience);
-            validation.required_spec_claims.insert("aud".to_owned());
-        }
-        let source: Box<dyn KeySource> = match &settings.jwt_secret_file {
-            Some(path) => Box::new(SecretFile::open(path)?),
-            None => Box::new(StaticSecrets::new(&settings.secrets)?),
-        };
-        let sources = vec![source];
-        let key_set = KeySet::gather(&sources);
-        Ok(Self {
-            sources,
-            key_set_id: AtomicU64::new(key_set.id),
-            keys: RwLock::new(Arc::new(key_set)),
-            validation,
-            tenant_claim: settings.tenant_claim.clone(),
-            extra_headers: settings.extra_headers.clone(),
-            min_token_version: settings.min_token_version,
-            tenants: settings.tenants.clone(),
-            metrics: None,
-        })
+        let policy = Policy::build(settings, &[], None, None)?;
+        Ok(Self::around(policy, None, None, None))
     }
 
-    fn key_set(&self) -> Arc<KeySet> {
-        match self.keys.read() {
-            Ok(keys) => keys.clone(),
+    fn around(
+        policy: Policy,
+        fetcher: Option<Fetcher>,
+        metrics: Option<AuthMetrics>,
+        key_metrics: Option<KeyMetrics>,
+    ) -> Self {
+        let extra_headers = policy.settings.extra_headers.clone();
+        let verifier = Verifier::gather(Arc::new(policy));
+        Self {
+            extra_headers,
+            current_id: AtomicU64::new(verifier.id),
+            current: RwLock::new(Arc::new(verifier)),
+            fetcher,
+            metrics,
+            key_metrics,
+        }
+    }
+
+    fn current(&self) -> Arc<Verifier> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    /// Finds and verifies the request's token.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    fn install(&self, verifier: Verifier) {
+        let id = verifier.id;
+        match self.current.write() {
+            Ok(mut current) => *current = Arc::new(verifier),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(verifier),
+        }
+        // After the swap: a request that still reads the old id is one
+        // that started before it.
+        self.current_id.store(id, Ordering::Release);
+    }
+
+    /// Starts fetching remote keys, on the current actix runtime. Called
+    /// once the server's runtime runs, and after each reload (a no-op for
+    /// sources already fetching).
+    pub fn start(&self) {
+        for remote in self.current().policy.remotes() {
+            remote.start();
+        }
+    }
+
+    /// Whether some remote source has not been fetched yet (`/ready` is
+    /// 503 until it has).
+    pub fn pending(&self) -> bool {
+        self.current()
+            .policy
+            .remotes()
+            .any(|remote| remote.pending())
+    }
+
+    /// `auth.require_scope` as in force now.
+    pub fn require_scope(&self) -> bool {
+        self.current().policy.settings.require_scope
+    }
+
+    /// Takes `settings` in place of the current ones; on an error the
+    /// current ones stay. `auth.extra_headers` stays as started (see the
+    /// field).
+    pub fn replace(&self, settings: &AuthSettings) -> Result<(), KeyError> {
+        let current = self.current();
+        if settings.extra_headers != self.extra_headers {
+            tracing::warn!(
+                "auth.extra_headers changed: it takes effect after a restart; the other auth settings are applied now"
+            );
+        }
+        let policy = Policy::build(
+            settings,
+            &current.policy.sources,
+            self.fetcher.as_ref(),
+            self.key_metrics.as_ref(),
+        )?;
+        self.install(Verifier::gather(Arc::new(policy)));
+        self.start();
+        Ok(())
+    }
+
+    /// Gathers the keys again when a remote source's keys changed.
+    fn regather_if_changed(&self) {
+        let current = self.current();
+        let versions: Vec<u64> = current.policy.remotes().map(|r| r.version()).collect();
+        if versions != current.remote_versions {
+            self.install(Verifier::gather(Arc::clone(&current.policy)));
+        }
+    }
+
+    /// Finds and verifies the request's token. A token naming a `kid` no
+    /// source knows waits for one refetch of the JWKS sources (shared by
+    /// every request that needs it, at most one per
+    /// `auth.jwks_min_refetch_interval`), so a key the provider just
+    /// rotated in works on its first use.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        match self.authenticate_with_known_keys(headers) {
+            Err(AuthError::UnknownKey) => {
+                self.refetch(&self.current()).await?;
+                self.authenticate_with_known_keys(headers)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Finds and verifies the request's token with the keys at hand.
+    pub fn authenticate_with_known_keys(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Principal, AuthError> {
         let token = extract::token_from_headers(headers, &self.extra_headers)?;
         let verified = self.verify_cached(token.as_str())?;
         if let Some(counter) = &verified.success_counter {
@@ -241,20 +419,39 @@ impl Authenticator {
         Ok(verified.principal)
     }
 
+    /// Asks every remote source for a refetch and waits for them.
+    async fn refetch(&self, current: &Verifier) -> Result<(), AuthError> {
+        let waits: Vec<_> = current
+            .policy
+            .remotes()
+            .filter_map(|remote| remote.request_refetch())
+            .collect();
+        if waits.is_empty() {
+            return Err(AuthError::UnknownKey);
+        }
+        for mut fetched in waits {
+            let _ = actix_rt::time::timeout(REFETCH_WAIT, fetched.changed()).await;
+        }
+        self.regather_if_changed();
+        Ok(())
+    }
+
     fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(hit) = cache::get(self.key_set_id.load(Ordering::Acquire), token, now) {
+        if let Some(hit) = cache::get(self.current_id.load(Ordering::Acquire), token, now) {
             return Ok(hit);
         }
-        let key_set = self.key_set();
-        let (principal, claims) = self.verify_with(&key_set, token)?;
-        let leeway = self.validation.leeway;
+        let verifier = self.current();
+        let verification = self.verify_with(&verifier, token)?;
+        let leeway = verifier.policy.settings.leeway.as_secs();
+        let principal = verification.principal;
         let verified = cache::Verified {
             success_counter: self
                 .metrics
                 .as_ref()
                 .map(|metrics| metrics.succeeded_counter(principal.tenant.as_str())),
-            valid_from: claims
+            valid_from: verification
+                .claims
                 .number("nbf")
                 .map_or(0, |nbf| nbf.saturating_sub(leeway)),
             valid_until: principal
@@ -262,55 +459,92 @@ impl Authenticator {
                 .map_or(u64::MAX, |exp| exp.saturating_add(leeway)),
             principal,
         };
-        cache::insert(key_set.id, token, verified.clone());
+        cache::insert(verifier.id, token, verified.clone());
         Ok(verified)
     }
 
     /// Verifies one token and applies the claim rules.
     pub fn verify(&self, token: &str) -> Result<Tenant, AuthError> {
-        self.verify_with(&self.key_set(), token)
-            .map(|(principal, _)| principal.tenant)
+        self.inspect(token).map(|found| found.principal.tenant)
     }
 
-    fn verify_with(
-        &self,
-        key_set: &KeySet,
-        token: &str,
-    ) -> Result<(Principal, claims::Claims), AuthError> {
+    /// Verifies one token and says what verified it: `verify`'s report.
+    pub fn inspect(&self, token: &str) -> Result<Verification, AuthError> {
+        self.verify_with(&self.current(), token)
+    }
+
+    /// Like [`Authenticator::inspect`], but a token naming an unknown `kid`
+    /// first waits for a refetch, as a request would.
+    pub async fn inspect_fetching(&self, token: &str) -> Result<Verification, AuthError> {
+        match self.inspect(token) {
+            Err(AuthError::UnknownKey) => {
+                self.refetch(&self.current()).await?;
+                self.inspect(token)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn verify_with(&self, verifier: &Verifier, token: &str) -> Result<Verification, AuthError> {
         if token.len() > extract::MAX_TOKEN_LEN {
             return Err(AuthError::Malformed("token too long"));
         }
         if token.bytes().filter(|&b| b == b'.').count() != 2 {
             return Err(AuthError::Malformed("not three dot-separated parts"));
         }
+        let policy = &verifier.policy;
+        let header = jsonwebtoken::decode_header(token).map_err(|error| {
+            // jsonwebtoken cannot even parse a header naming an algorithm
+            // it does not know (`none`, `foo`): report that as what it is.
+            if names_unknown_algorithm(token) {
+                AuthError::Algorithm
+            } else {
+                AuthError::from(error)
+            }
+        })?;
+        let validation = policy.validation(header.alg).ok_or(AuthError::Algorithm)?;
+        let (candidates, unknown_kid) = verifier.candidates(header.alg, header.kid.as_deref());
         let mut outcome = None;
-        for key in &key_set.keys {
-            let attempt =
-                jsonwebtoken::decode::<claims::Claims>(token, &key.decoding, &self.validation);
+        for key in candidates {
+            let attempt = jsonwebtoken::decode::<claims::Claims>(token, &key.decoding, validation);
             // Only a signature mismatch is worth trying the next key for.
             let next = matches!(&attempt, Err(e) if *e.kind() == ErrorKind::InvalidSignature);
-            outcome = Some(attempt);
+            outcome = Some((attempt, key));
             if !next {
                 break;
             }
         }
-        let outcome = outcome.ok_or(AuthError::BadSignature)?;
-        let data = outcome.map_err(|error| match error.kind() {
-            // jsonwebtoken cannot even parse a header naming an algorithm
-            // it does not know (`none`, `foo`): report that as what it is.
-            ErrorKind::Json(_) if names_unknown_algorithm(token) => AuthError::Algorithm,
-            _ => AuthError::from(error),
-        })?;
-        let claims = data.claims;
-        let tenant = claims.tenant(&self.tenant_claim)?;
-        let tenant = HeaderValue::from_str(tenant)
-            .map(Tenant)
-            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))?;
+        let verified = match outcome {
+            Some((Ok(data), key)) => Ok((data.claims, key)),
+            Some((Err(error), _)) if *error.kind() != ErrorKind::InvalidSignature => {
+                Err(AuthError::from(error))
+            }
+            _ if verifier.waits_for_keys(header.alg) => Err(AuthError::KeysUnavailable),
+            Some(_) if !unknown_kid => Err(AuthError::BadSignature),
+            _ => Err(AuthError::UnknownKey),
+        };
+        let (claims, key) = verified?;
+        let settings = &policy.settings;
+        if key
+            .issuer
+            .as_deref()
+            .is_some_and(|issuer| claims.issuer() != Some(issuer))
+            || (!settings.issuer.is_empty()
+                && !claims
+                    .issuer()
+                    .is_some_and(|iss| settings.issuer.iter().any(|known| known == iss)))
+        {
+            return Err(AuthError::Issuer);
+        }
+        let tenant = Tenant::new(claims.tenant(&settings.tenant_claim)?)?;
         // A token without `version` counts as version 0.
         let version = claims.number("version").unwrap_or(0);
-        if version
-            < settings::min_token_version(self.min_token_version, &self.tenants, tenant.as_str())
-        {
+        let minimum = settings::min_token_version(
+            settings.min_token_version,
+            &settings.tenants,
+            tenant.as_str(),
+        );
+        if version < minimum {
             return Err(AuthError::Revoked);
         }
         let principal = Principal {
@@ -319,17 +553,112 @@ impl Authenticator {
             expires_at: claims.number("exp"),
             scopes: claims.scopes().map(Arc::from),
         };
-        Ok((principal, claims))
+        Ok(Verification {
+            principal,
+            claims,
+            algorithm: header.alg,
+            key_origin: Arc::clone(&key.origin),
+        })
     }
 }
 
-/// Refreshes every key source on a reload; when any changed, the keys of
-/// all of them become the new key set. A source that fails is logged and
-/// its keys in use stay.
+impl Policy {
+    /// The rules and sources of `settings`; a JWKS or OIDC source equal to
+    /// one of `previous` is kept with its keys, so a reload neither
+    /// refetches nor loses what it fetched.
+    fn build(
+        settings: &AuthSettings,
+        previous: &[Box<dyn KeySource>],
+        fetcher: Option<&Fetcher>,
+        metrics: Option<&KeyMetrics>,
+    ) -> Result<Self, KeyError> {
+        let mut validations: Vec<Validation> = Vec::new();
+        for &algorithm in &settings.algorithms {
+            match validations
+                .iter_mut()
+                .find(|v| v.algorithms[0].family() == algorithm.family())
+            {
+                Some(validation) => validation.algorithms.push(algorithm),
+                None => validations.push(validation_for(algorithm, settings)),
+            }
+        }
+        let mut sources: Vec<Box<dyn KeySource>> = Vec::new();
+        if !settings.secrets.is_empty() {
+            sources.push(match &settings.jwt_secret_file {
+                Some(path) => Box::new(KeyFiles::secrets(path)?),
+                None => Box::new(StaticSecrets::new(&settings.secrets)?),
+            });
+        }
+        if !settings.public_keys.is_empty() {
+            sources.push(Box::new(KeyFiles::public_keys(&settings.public_keys)?));
+        }
+        let locations = settings
+            .jwks_url
+            .iter()
+            .map(|url| Location::Jwks(url.clone()))
+            .chain(settings.oidc_issuer_url.clone().map(Location::Oidc));
+        for location in locations {
+            let kept = previous
+                .iter()
+                .filter_map(|source| source.remote())
+                .find(|remote| {
+                    *remote.location() == location
+                        && remote.intervals()
+                            == (
+                                settings.jwks_refresh_interval,
+                                settings.jwks_min_refetch_interval,
+                            )
+                });
+            let remote = match kept {
+                Some(remote) => Arc::clone(remote),
+                None => Arc::new(JwksSource::new(
+                    location,
+                    settings.jwks_refresh_interval,
+                    settings.jwks_min_refetch_interval,
+                    fetcher.cloned().ok_or(KeyError::Offline)?,
+                    metrics.cloned(),
+                )),
+            };
+            sources.push(Box::new(remote));
+        }
+        Ok(Self {
+            settings: settings.clone(),
+            validations,
+            sources,
+        })
+    }
+}
+
+/// The claim checks jsonwebtoken makes, for the family of `algorithm`.
+fn validation_for(algorithm: Algorithm, settings: &AuthSettings) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = settings.leeway.as_secs();
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    // `exp` is checked when present, and required only with
+    // `auth.require_exp`: Cortex deployments commonly run long-lived
+    // per-tenant tokens.
+    validation.required_spec_claims = HashSet::new();
+    if settings.require_exp {
+        validation.required_spec_claims.insert("exp".to_owned());
+    }
+    validation.validate_aud = !settings.audience.is_empty();
+    if validation.validate_aud {
+        validation.set_audience(&settings.audience);
+        validation.required_spec_claims.insert("aud".to_owned());
+    }
+    validation
+}
+
+/// On every poll: file sources re-read what changed (all of them on
+/// `SIGHUP`), remote sources report their age, and the keys are gathered
+/// again when any source changed. A source that fails is logged and its
+/// keys in use stay.
 impl Reload for Authenticator {
     fn reload(&self, trigger: Trigger) {
+        let current = self.current();
         let mut changed = false;
-        for source in &self.sources {
+        for source in &current.policy.sources {
             match source.refresh(trigger.is_forced()) {
                 Ok(refreshed) => changed |= refreshed,
                 Err(error) => tracing::error!(
@@ -338,19 +667,23 @@ impl Reload for Authenticator {
                     "JWT key reload failed; keeping the keys in use"
                 ),
             }
+            if let Some(remote) = source.remote() {
+                remote.observe_age();
+            }
         }
         if !changed {
+            self.regather_if_changed();
             return;
         }
-        let set = KeySet::gather(&self.sources);
-        let (id, count) = (set.id, set.keys.len());
-        if let Ok(mut keys) = self.keys.write() {
-            *keys = Arc::new(set);
-        }
-        // After the swap: a request that still reads the old id is one
-        // that started before the reload.
-        self.key_set_id.store(id, Ordering::Release);
-        let sources: Vec<String> = self.sources.iter().map(|s| s.describe()).collect();
+        let verifier = Verifier::gather(Arc::clone(&current.policy));
+        let count = verifier.keys.len();
+        self.install(verifier);
+        let sources: Vec<String> = current
+            .policy
+            .sources
+            .iter()
+            .map(|s| s.describe())
+            .collect();
         tracing::info!(
             keys = count,
             file = sources.join(", "),
@@ -360,7 +693,7 @@ impl Reload for Authenticator {
     }
 }
 
-/// Whether the token's header is JSON with an `alg` outside HS256/384/512.
+/// Whether the token's header is JSON with an `alg` jsonwebtoken does not know.
 /// Only called on the error path.
 fn names_unknown_algorithm(token: &str) -> bool {
     use base64::Engine as _;
@@ -373,11 +706,7 @@ fn names_unknown_algorithm(token: &str) -> bool {
     serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|header| header.get("alg")?.as_str().map(str::to_owned))
-        .is_some_and(|alg| {
-            !keys::HMAC_ALGORITHMS
-                .iter()
-                .any(|known| format!("{known:?}") == alg)
-        })
+        .is_some_and(|alg| alg.parse::<Algorithm>().is_err())
 }
 
 #[cfg(test)]
@@ -391,19 +720,10 @@ mod tests {
     const SECRET: &[u8] = b"unit-test-secret-of-decent-length!";
 
     fn settings(audience: &[&str]) -> AuthSettings {
-        AuthSettings {
-            jwt_secret: None,
-            secrets: vec![crate::settings::Secret::new(SECRET.to_vec())],
-            tenant_claim: "tenant_id".to_owned(),
-            audience: audience.iter().map(|a| a.to_string()).collect(),
-            algorithms: vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-            leeway: Duration::from_secs(5),
-            extra_headers: Vec::new(),
-            require_scope: false,
-            min_token_version: 0,
-            tenants: Default::default(),
-            jwt_secret_file: None,
-        }
+        let mut settings = AuthSettings::with_secret(std::str::from_utf8(SECRET).unwrap());
+        settings.audience = audience.iter().map(|a| a.to_string()).collect();
+        settings.leeway = Duration::from_secs(5);
+        settings
     }
 
     fn sign(alg: Algorithm, claims: serde_json::Value, secret: &[u8]) -> String {
@@ -525,27 +845,27 @@ mod tests {
             (exp, "t")
         );
         assert!(
-            cache::get(auth.key_set().id, &token, now()).is_some(),
+            cache::get(auth.current().id, &token, now()).is_some(),
             "cached while valid"
         );
         assert!(
-            cache::get(auth.key_set().id, &token, exp + 1).is_none(),
+            cache::get(auth.current().id, &token, exp + 1).is_none(),
             "expired entries are not served"
         );
         assert!(
-            cache::get(auth.key_set().id, &token, exp - 1).is_none(),
+            cache::get(auth.current().id, &token, exp - 1).is_none(),
             "and were evicted"
         );
 
         let other = Authenticator::new(&settings(&[])).unwrap();
         assert!(
-            cache::get(other.key_set().id, &token, now()).is_none(),
+            cache::get(other.current().id, &token, now()).is_none(),
             "entries belong to one authenticator"
         );
         let forged = sign(Algorithm::HS256, json!({"tenant_id": "t"}), b"wrong");
         assert!(auth.verify_cached(&forged).is_err());
         assert!(
-            cache::get(auth.key_set().id, &forged, now()).is_none(),
+            cache::get(auth.current().id, &forged, now()).is_none(),
             "failures are never cached"
         );
     }
@@ -578,6 +898,150 @@ mod tests {
         assert!(matches!(auth.verify(&expired), Err(AuthError::Expired)));
     }
 
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+
+    /// HMAC and public-key sources side by side, as a CI system's HS256
+    /// tokens beside an identity provider's.
+    fn mixed() -> AuthSettings {
+        let mut auth = settings(&[]);
+        auth.public_keys = ["rsa.pub.pem", "ec256.pub.pem", "ed25519.pub.pem"]
+            .iter()
+            .map(|name| format!("{VECTORS}/{name}").into())
+            .collect();
+        auth.algorithms.extend(keys::PUBLIC_KEY_ALGORITHMS);
+        auth
+    }
+
+    fn signed_by(
+        auth: &AuthSettings,
+        key: &str,
+        algorithm: Algorithm,
+        kid: Option<&str>,
+    ) -> String {
+        mint_token(
+            auth,
+            &TokenRequest {
+                algorithm: Some(algorithm),
+                kid: kid.map(str::to_owned),
+                key: mint::SigningKey::PrivateKeyFile(format!("{VECTORS}/{key}").into()),
+                ..TokenRequest::new("idp-team")
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn public_keys_verify_their_own_algorithms() {
+        let auth = mixed();
+        let authenticator = Authenticator::new(&auth).unwrap();
+        for (key, algorithm, file) in [
+            ("rsa.key.pem", Algorithm::RS256, "rsa.pub.pem"),
+            ("rsa.key.pem", Algorithm::PS512, "rsa.pub.pem"),
+            ("ec256.key.pem", Algorithm::ES256, "ec256.pub.pem"),
+            ("ed25519.key.pem", Algorithm::EdDSA, "ed25519.pub.pem"),
+        ] {
+            let found = authenticator
+                .inspect(&signed_by(&auth, key, algorithm, None))
+                .unwrap();
+            assert_eq!(found.principal.tenant.as_str(), "idp-team");
+            assert_eq!(found.algorithm, algorithm);
+            assert!(found.key_origin.ends_with(file), "{}", found.key_origin);
+        }
+        let hmac = sign(Algorithm::HS256, json!({"tenant_id": "ci"}), SECRET);
+        assert_eq!(authenticator.verify(&hmac).unwrap().as_str(), "ci");
+        // The public key's PEM as an HMAC secret: the RS/HS confusion.
+        let pem = std::fs::read(format!("{VECTORS}/rsa.pub.pem")).unwrap();
+        let confused = sign(Algorithm::HS256, json!({"tenant_id": "evil"}), &pem);
+        assert!(matches!(
+            authenticator.verify(&confused),
+            Err(AuthError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn kid_selects_a_key_or_falls_back_to_keys_without_ids() {
+        let auth = mixed();
+        let authenticator = Authenticator::new(&auth).unwrap();
+        let named = signed_by(&auth, "rsa.key.pem", Algorithm::RS256, Some("any-id"));
+        assert!(authenticator.verify(&named).is_ok());
+        let stranger = signed_by(&auth, "rsa2.key.pem", Algorithm::RS256, Some("rsa-2"));
+        assert!(matches!(
+            authenticator.verify(&stranger),
+            Err(AuthError::UnknownKey)
+        ));
+        let anonymous = signed_by(&auth, "rsa2.key.pem", Algorithm::RS256, None);
+        assert!(matches!(
+            authenticator.verify(&anonymous),
+            Err(AuthError::BadSignature)
+        ));
+        let hmac_only = Authenticator::new(&settings(&[])).unwrap();
+        assert!(matches!(
+            hmac_only.verify(&named),
+            Err(AuthError::Algorithm)
+        ));
+    }
+
+    #[test]
+    fn issuer_and_exp_are_required_when_configured() {
+        let mut auth = settings(&[]);
+        auth.issuer = vec!["https://idp.example.com".to_owned()];
+        auth.require_exp = true;
+        let authenticator = Authenticator::new(&auth).unwrap();
+        let good = json!({"tenant_id": "t", "iss": "https://idp.example.com", "exp": now() + 60});
+        assert!(check(&authenticator, good).is_ok());
+        for (claims, reason) in [
+            (json!({"tenant_id": "t", "exp": now() + 60}), "issuer"),
+            (
+                json!({"tenant_id": "t", "iss": "https://other", "exp": now() + 60}),
+                "issuer",
+            ),
+            (
+                json!({"tenant_id": "t", "iss": "https://idp.example.com"}),
+                "expired",
+            ),
+        ] {
+            let error = check(&authenticator, claims).unwrap_err();
+            assert_eq!(error.reason(), reason, "{error}");
+        }
+    }
+
+    #[test]
+    fn replaced_settings_apply_at_once_and_empty_the_cache() {
+        let authenticator = Authenticator::new(&settings(&[])).unwrap();
+        let old = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "t", "version": 1}),
+            SECRET,
+        );
+        assert!(authenticator.verify_cached(&old).is_ok());
+        let before = authenticator.current().id;
+
+        let mut next = settings(&[]);
+        next.secrets
+            .insert(0, crate::settings::Secret::new("a-new-signing-secret"));
+        next.min_token_version = 2;
+        authenticator.replace(&next).unwrap();
+        assert_ne!(authenticator.current().id, before);
+        assert!(matches!(
+            authenticator.verify_cached(&old),
+            Err(AuthError::Revoked)
+        ));
+        let new = sign(
+            Algorithm::HS256,
+            json!({"tenant_id": "t", "version": 2}),
+            b"a-new-signing-secret",
+        );
+        assert!(authenticator.verify_cached(&new).is_ok());
+
+        let mut broken = next.clone();
+        broken.public_keys = vec!["/nonexistent/key.pem".into()];
+        assert!(authenticator.replace(&broken).is_err());
+        assert!(
+            authenticator.verify_cached(&new).is_ok(),
+            "the old settings stay"
+        );
+    }
+
     #[test]
     fn every_reason_is_listed() {
         let errors = [
@@ -591,8 +1055,15 @@ mod tests {
             AuthError::InvalidTenant("x"),
             AuthError::InvalidVersion,
             AuthError::Revoked,
+            AuthError::Issuer,
+            AuthError::UnknownKey,
+            AuthError::KeysUnavailable,
         ];
         let reasons: Vec<_> = errors.iter().map(AuthError::reason).collect();
         assert_eq!(reasons, AuthError::REASONS);
+        assert_eq!(
+            AuthError::MissingExpiry.reason(),
+            AuthError::Expired.reason()
+        );
     }
 }

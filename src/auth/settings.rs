@@ -8,7 +8,7 @@ use actix_web::http::header::HeaderName;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{read_secret_file, HMAC_ALGORITHMS};
+use super::keys::{read_secret_file, HMAC_ALGORITHMS, PUBLIC_KEY_ALGORITHMS};
 use crate::settings::{
     parse_duration, serialize_display_list, serialize_duration, ConfigError, Secret, StringList,
     ENV_PREFIX,
@@ -24,11 +24,40 @@ pub struct AuthSettings {
     /// Where the keys come from, when a file: re-read on change and SIGHUP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret_file: Option<PathBuf>,
-    /// Every key the configuration gives, never empty; the first signs
-    /// (`token` mints with it), the others are still accepted, for
-    /// rotation: `jwt_secret`, or the lines of `jwt_secret_file`.
+    /// `auth.jwt_secrets`, as given (redacted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwt_secrets: Vec<Secret>,
+    /// Every HMAC key the configuration gives; the first signs (`token`
+    /// mints with it), the others are still accepted, for rotation:
+    /// `jwt_secret` then `jwt_secrets`, or the lines of `jwt_secret_file`.
+    /// Empty when only public keys are configured.
     #[serde(skip)]
     pub secrets: Vec<Secret>,
+    /// `auth.public_keys`: PEM files, one public key each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<PathBuf>,
+    /// `auth.jwks_url`: JWKS documents, fetched and refreshed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jwks_url: Vec<String>,
+    /// How often a JWKS is fetched again (sooner when its `max-age` says so).
+    #[serde(serialize_with = "serialize_duration")]
+    pub jwks_refresh_interval: Duration,
+    /// The least time between two fetches caused by unknown `kid`s, per
+    /// URL, so that forged key ids cannot hammer the identity provider.
+    #[serde(serialize_with = "serialize_duration")]
+    pub jwks_min_refetch_interval: Duration,
+    /// `auth.oidc_issuer_url`: its discovery document names the JWKS, and
+    /// tokens its keys verify must carry it as `iss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oidc_issuer_url: Option<String>,
+    /// Accepted `iss` values; every token must carry one when set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuer: Vec<String>,
+    /// Refuse tokens without `exp`.
+    pub require_exp: bool,
+    /// The claim naming the tenant: a top-level name (`tenant_id`, or a
+    /// namespaced one such as `https://example.com/tenant`) or, starting
+    /// with `/`, a JSON pointer into nested claims (`/org/id`).
     pub tenant_claim: String,
     pub audience: Vec<String>,
     #[serde(serialize_with = "serialize_algorithms")]
@@ -96,6 +125,11 @@ impl AuthSettings {
     pub fn signing_secret(&self) -> &[u8] {
         self.secrets.first().map_or(&[], Secret::expose)
     }
+
+    /// Whether any source delivers public keys (PEM files, JWKS, OIDC).
+    pub fn has_public_key_sources(&self) -> bool {
+        !self.public_keys.is_empty() || !self.jwks_url.is_empty() || self.oidc_issuer_url.is_some()
+    }
 }
 
 /// `[auth]` as written.
@@ -103,10 +137,19 @@ impl AuthSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RawAuth {
     jwt_secret: Option<String>,
+    jwt_secrets: StringList,
     jwt_secret_file: Option<PathBuf>,
+    public_keys: StringList,
+    jwks_url: StringList,
+    jwks_refresh_interval: String,
+    jwks_min_refetch_interval: String,
+    oidc_issuer_url: Option<String>,
+    issuer: StringList,
+    require_exp: bool,
     tenant_claim: String,
     audience: StringList,
-    algorithms: StringList,
+    /// Absent: every algorithm of the configured key sources.
+    algorithms: Option<StringList>,
     leeway: String,
     extra_headers: StringList,
     require_scope: bool,
@@ -118,10 +161,18 @@ impl Default for RawAuth {
     fn default() -> Self {
         Self {
             jwt_secret: None,
+            jwt_secrets: StringList::default(),
             jwt_secret_file: None,
+            public_keys: StringList::default(),
+            jwks_url: StringList::default(),
+            jwks_refresh_interval: "5m".to_owned(),
+            jwks_min_refetch_interval: "30s".to_owned(),
+            oidc_issuer_url: None,
+            issuer: StringList::default(),
+            require_exp: false,
             tenant_claim: "tenant_id".to_owned(),
             audience: StringList::default(),
-            algorithms: StringList(HMAC_ALGORITHMS.iter().map(|a| format!("{a:?}")).collect()),
+            algorithms: None,
             leeway: "60s".to_owned(),
             extra_headers: StringList::default(),
             require_scope: false,
@@ -133,59 +184,82 @@ impl Default for RawAuth {
 
 impl RawAuth {
     pub fn validate(self) -> Result<AuthSettings, ConfigError> {
-        let secrets: Vec<Secret> = match (&self.jwt_secret, &self.jwt_secret_file) {
-            (Some(secret), None) => vec![Secret::new(secret.as_str())],
-            (None, Some(path)) => read_secret_file(path)
-                .map_err(|e| ConfigError::invalid("auth.jwt_secret_file", e.to_string()))?
-                .into_iter()
-                .map(Secret::new)
-                .collect(),
-            (Some(_), Some(_)) => {
+        let jwt_secrets: Vec<Secret> = self
+            .jwt_secrets
+            .0
+            .iter()
+            .map(|s| Secret::new(s.as_str()))
+            .collect();
+        let inline: Vec<Secret> = self
+            .jwt_secret
+            .iter()
+            .filter(|secret| !secret.is_empty())
+            .map(|secret| Secret::new(secret.as_str()))
+            .chain(jwt_secrets.iter().cloned())
+            .collect();
+        let secrets: Vec<Secret> =
+            match &self.jwt_secret_file {
+                Some(_) if !inline.is_empty() => return Err(ConfigError::invalid(
+                    "auth.jwt_secret_file",
+                    "set either auth.jwt_secret_file or auth.jwt_secret/auth.jwt_secrets, not both",
+                )),
+                Some(path) => read_secret_file(path)
+                    .map_err(|e| ConfigError::invalid("auth.jwt_secret_file", e.to_string()))?
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect(),
+                None => inline,
+            };
+        if secrets
+            .iter()
+            .any(|s| s.expose().starts_with(b"-----BEGIN"))
+        {
+            return Err(ConfigError::invalid(
+                "auth.jwt_secret",
+                "is a PEM document: an HMAC secret must not be a public key (list PEM files in auth.public_keys)",
+            ));
+        }
+        let public_keys: Vec<PathBuf> = self.public_keys.0.iter().map(PathBuf::from).collect();
+        for url in self.jwks_url.0.iter().chain(&self.oidc_issuer_url) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                let key = if self.jwks_url.0.contains(url) {
+                    "auth.jwks_url"
+                } else {
+                    "auth.oidc_issuer_url"
+                };
                 return Err(ConfigError::invalid(
-                    "auth.jwt_secret",
-                    "set either auth.jwt_secret or auth.jwt_secret_file, not both",
-                ))
+                    key,
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
             }
-            (None, None) => Vec::new(),
-        };
-        if secrets.iter().all(|secret| secret.expose().is_empty()) {
+        }
+        let has_public = !public_keys.is_empty()
+            || !self.jwks_url.0.is_empty()
+            || self.oidc_issuer_url.is_some();
+        if secrets.is_empty() && !has_public {
             return Err(ConfigError::invalid(
                 "auth.jwt_secret",
                 format!(
-                    "must be set (flag -gateway.auth.jwt-secret, env {}__AUTH__JWT_SECRET, or auth.jwt_secret_file)",
+                    "must be set (flag -gateway.auth.jwt-secret, env {}__AUTH__JWT_SECRET), or another key source: auth.jwt_secrets, auth.jwt_secret_file, auth.public_keys, auth.jwks_url or auth.oidc_issuer_url",
                     ENV_PREFIX
                 ),
             ));
         }
         let tenant_claim = self.tenant_claim.trim().to_owned();
-        if tenant_claim.is_empty() {
+        if tenant_claim.is_empty() || tenant_claim == "/" {
             return Err(ConfigError::invalid(
                 "auth.tenant_claim",
                 "must name a claim",
             ));
         }
-        let mut algorithms = Vec::new();
-        for name in self.algorithms.0 {
-            let upper = name.to_ascii_uppercase();
-            let Some(&algorithm) = HMAC_ALGORITHMS
-                .iter()
-                .find(|known| format!("{known:?}") == upper)
-            else {
-                return Err(ConfigError::invalid(
-                    "auth.algorithms",
-                    format!("`{name}` is not supported (HS256, HS384, HS512)"),
-                ));
-            };
-            if !algorithms.contains(&algorithm) {
-                algorithms.push(algorithm);
+        let algorithms = match self.algorithms {
+            Some(names) => parse_algorithms(names.0)?,
+            None => {
+                let hmac = (!secrets.is_empty()).then_some(HMAC_ALGORITHMS.as_slice());
+                let public = has_public.then_some(PUBLIC_KEY_ALGORITHMS.as_slice());
+                hmac.into_iter().chain(public).flatten().copied().collect()
             }
-        }
-        if algorithms.is_empty() {
-            return Err(ConfigError::invalid(
-                "auth.algorithms",
-                "must list at least one of HS256, HS384, HS512",
-            ));
-        }
+        };
         let mut extra_headers = Vec::new();
         for name in self.extra_headers.0 {
             let header = HeaderName::try_from(name.as_str()).map_err(|_| {
@@ -199,8 +273,24 @@ impl RawAuth {
         Ok(AuthSettings {
             extra_headers,
             secrets,
+            jwt_secrets,
             jwt_secret_file: self.jwt_secret_file,
             jwt_secret: self.jwt_secret.map(Secret::new),
+            public_keys,
+            jwks_url: self.jwks_url.0,
+            jwks_refresh_interval: parse_duration(
+                "auth.jwks_refresh_interval",
+                &self.jwks_refresh_interval,
+            )?,
+            jwks_min_refetch_interval: parse_duration(
+                "auth.jwks_min_refetch_interval",
+                &self.jwks_min_refetch_interval,
+            )?,
+            oidc_issuer_url: self
+                .oidc_issuer_url
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            issuer: self.issuer.0,
+            require_exp: self.require_exp,
             tenant_claim,
             audience: self.audience.0,
             algorithms,
@@ -210,4 +300,31 @@ impl RawAuth {
             tenants: self.tenants,
         })
     }
+}
+
+/// The algorithms of `auth.algorithms`, each once.
+fn parse_algorithms(names: Vec<String>) -> Result<Vec<Algorithm>, ConfigError> {
+    let known = || HMAC_ALGORITHMS.iter().chain(&PUBLIC_KEY_ALGORITHMS);
+    let mut algorithms = Vec::new();
+    for name in names {
+        let Some(&algorithm) =
+            known().find(|known| format!("{known:?}").eq_ignore_ascii_case(&name))
+        else {
+            let all: Vec<String> = known().map(|a| format!("{a:?}")).collect();
+            return Err(ConfigError::invalid(
+                "auth.algorithms",
+                format!("`{name}` is not supported ({})", all.join(", ")),
+            ));
+        };
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::invalid(
+            "auth.algorithms",
+            "must list at least one algorithm",
+        ));
+    }
+    Ok(algorithms)
 }

@@ -1,0 +1,150 @@
+//! A running gateway following its configuration: on `SIGHUP`, and when
+//! the configuration file changes, the settings are read again the way
+//! they were at start-up (file, environment, flags) and the `[auth]`
+//! section (keys, secrets, versions, audiences, issuers, JWKS sources,
+//! per-tenant settings) is swapped in whole, between two requests. A
+//! configuration that does not load is logged and the running one stays.
+//! Sections that only take effect on a restart (listener, upstreams, ...)
+//! are named in the log when they changed.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::auth::Authenticator;
+use crate::config::{ConfigSource, Settings};
+use crate::metrics::ReloadMetrics;
+use crate::reload::{Reload, Trigger};
+
+/// The configuration in force and where it comes from.
+pub struct Reconfigure {
+    source: ConfigSource,
+    authenticator: Arc<Authenticator>,
+    metrics: ReloadMetrics,
+    /// The settings in force, and the file's modification time when they
+    /// were read.
+    running: Mutex<(Settings, Option<SystemTime>)>,
+}
+
+impl Reconfigure {
+    pub fn new(
+        source: ConfigSource,
+        running: Settings,
+        authenticator: Arc<Authenticator>,
+        metrics: ReloadMetrics,
+    ) -> Self {
+        let stamp = source.file.as_deref().and_then(modified);
+        Self {
+            source,
+            authenticator,
+            metrics,
+            running: Mutex::new((running, stamp)),
+        }
+    }
+
+    /// Loads and applies the configuration; the error names the key.
+    fn apply(&self, running: &Settings) -> Result<Settings, String> {
+        let new = self.source.load().map_err(|e| e.to_string())?;
+        self.authenticator
+            .replace(&new.auth)
+            .map_err(|e| format!("auth: {e}"))?;
+        let restart = sections_needing_restart(running, &new);
+        if !restart.is_empty() {
+            tracing::warn!(
+                sections = restart.join(", "),
+                "configuration changed outside [auth]: those changes take effect after a restart"
+            );
+        }
+        Ok(new)
+    }
+}
+
+impl Reload for Reconfigure {
+    fn reload(&self, trigger: Trigger) {
+        let stamp = self.source.file.as_deref().and_then(modified);
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if trigger == Trigger::Poll && stamp == running.1 {
+            return;
+        }
+        // Whatever the outcome, this version of the file was tried: a
+        // broken file is reported once, not on every poll.
+        running.1 = stamp;
+        match self.apply(&running.0) {
+            Ok(new) => {
+                running.0 = new;
+                self.metrics.reloaded(true);
+                tracing::info!(trigger = trigger.name(), "configuration reloaded");
+            }
+            Err(error) => {
+                self.metrics.reloaded(false);
+                tracing::error!(
+                    trigger = trigger.name(),
+                    %error,
+                    "configuration reload failed; the running configuration stays"
+                );
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The top-level sections other than `[auth]` that differ.
+fn sections_needing_restart(running: &Settings, new: &Settings) -> Vec<String> {
+    let table = |settings: &Settings| match toml::Value::try_from(settings) {
+        Ok(toml::Value::Table(table)) => table,
+        _ => toml::Table::new(),
+    };
+    let (before, after) = (table(running), table(new));
+    let mut changed: Vec<String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|section| section.as_str() != "auth")
+        .filter(|section| before.get(*section) != after.get(*section))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn settings(pairs: &[(&str, &str)]) -> Settings {
+        let env = [
+            ("CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR", "http://d:1"),
+            ("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND", "http://q:1"),
+            ("CORTEX_GATEWAY__AUTH__JWT_SECRET", "reload-test-secret"),
+        ]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::load(None, env, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn only_sections_outside_auth_need_a_restart() {
+        let running = settings(&[]);
+        let auth_only = settings(&[("CORTEX_GATEWAY__AUTH__MIN_TOKEN_VERSION", "3")]);
+        assert!(sections_needing_restart(&running, &auth_only).is_empty());
+        let moved = settings(&[
+            ("CORTEX_GATEWAY__SERVER__HTTP_LISTEN_PORT", "9999"),
+            (
+                "CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR",
+                "http://elsewhere:1",
+            ),
+        ]);
+        assert_eq!(
+            sections_needing_restart(&running, &moved),
+            ["server", "upstreams"]
+        );
+    }
+}
