@@ -428,3 +428,113 @@ fn token_scope_words_become_the_scope_claim() {
     .claims;
     assert_eq!(claims["scope"], "read rules");
 }
+
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
+
+/// `token --key-file --kid` signs as an identity provider would; `verify`
+/// reports what verified it. Neither needs an upstream to be configured.
+#[test]
+fn token_signs_with_a_private_key_and_verify_reports_the_key_without_upstreams() {
+    let config = temp_file(
+        "public-keys.toml",
+        &format!(
+            "[auth]\npublic_keys = [\"{VECTORS}/ed25519.pub.pem\", \"{VECTORS}/rsa.pub.pem\"]\n"
+        ),
+    );
+    let config = config.to_str().unwrap();
+    let minted = run(
+        &[
+            "--config",
+            config,
+            "token",
+            "--tenant",
+            "team-idp",
+            "--key-file",
+            &format!("{VECTORS}/ed25519.key.pem"),
+            "--kid",
+            "ed-1",
+            "--scope",
+            "read",
+        ],
+        &[],
+    );
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let token = stdout(&minted).trim().to_owned();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(header.kid.as_deref(), Some("ed-1"));
+
+    let verified = run(&["--config", config, "verify", &token], &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let report = stdout(&verified);
+    for line in [
+        "valid\n",
+        "tenant: team-idp\n",
+        "scopes: read\n",
+        "algorithm: EdDSA\n",
+        "ed25519.pub.pem\n",
+    ] {
+        assert!(report.contains(line), "{line:?} missing in:\n{report}");
+    }
+    assert!(!report.contains(&token), "the token is never printed");
+
+    let mut piped = command()
+        .args(["--config", config, "verify", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    writeln!(piped.stdin.take().unwrap(), "{token}").unwrap();
+    let from_stdin = piped.wait_with_output().unwrap();
+    assert!(from_stdin.status.success());
+    assert!(stdout(&from_stdin).contains("tenant: team-idp"));
+}
+
+/// A refused token: exit 1, the reason the client would get, never the token.
+#[test]
+fn verify_names_the_reason_and_exits_1() {
+    let signed_elsewhere = run(
+        &[
+            "token",
+            "--tenant",
+            "t",
+            "-gateway.auth.jwt-secret=another-secret",
+        ],
+        &[],
+    );
+    let forged = stdout(&signed_elsewhere).trim().to_owned();
+    let expired = run(
+        &[
+            "token",
+            "--tenant",
+            "t",
+            "--expires-in",
+            "1s",
+            "-gateway.auth.jwt-secret=s3cret-for-verify",
+        ],
+        &[],
+    );
+    let expired = stdout(&expired).trim().to_owned();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for (token, reason) in [
+        (forged.as_str(), "bad signature (reason bad_signature)"),
+        ("not-a-token", "(reason malformed)"),
+        (expired.as_str(), "token expired (reason expired)"),
+    ] {
+        let output = run(
+            &[
+                "verify",
+                token,
+                "-gateway.auth.jwt-secret=s3cret-for-verify",
+            ],
+            &[("CORTEX_GATEWAY__AUTH__LEEWAY", "0s")],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let error = stderr(&output);
+        assert!(error.starts_with("Invalid bearer token: "), "{error}");
+        assert!(error.trim_end().ends_with(reason), "{error}");
+        assert!(!error.contains(token) || token == "not-a-token", "{error}");
+        assert!(output.stdout.is_empty());
+    }
+}

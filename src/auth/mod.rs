@@ -507,8 +507,10 @@ impl Authenticator {
         let mut outcome = None;
         for key in candidates {
             let attempt = jsonwebtoken::decode::<claims::Claims>(token, &key.decoding, validation);
-            // Only a signature mismatch is worth trying the next key for.
-            let next = matches!(&attempt, Err(e) if *e.kind() == ErrorKind::InvalidSignature);
+            // Only a key that did not verify the signature (including one
+            // of the right family but another curve) is worth trying the
+            // next key for; a claim error means the signature was good.
+            let next = matches!(&attempt, Err(e) if signature_failed(e.kind()));
             outcome = Some((attempt, key));
             if !next {
                 break;
@@ -516,9 +518,7 @@ impl Authenticator {
         }
         let verified = match outcome {
             Some((Ok(data), key)) => Ok((data.claims, key)),
-            Some((Err(error), _)) if *error.kind() != ErrorKind::InvalidSignature => {
-                Err(AuthError::from(error))
-            }
+            Some((Err(error), _)) if !signature_failed(error.kind()) => Err(AuthError::from(error)),
             _ if verifier.waits_for_keys(header.alg) => Err(AuthError::KeysUnavailable),
             Some(_) if !unknown_kid => Err(AuthError::BadSignature),
             _ => Err(AuthError::UnknownKey),
@@ -691,6 +691,18 @@ impl Reload for Authenticator {
             "JWT keys reloaded"
         );
     }
+}
+
+/// Whether `kind` says the key did not verify the signature.
+fn signature_failed(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+    )
 }
 
 /// Whether the token's header is JSON with an `alg` jsonwebtoken does not know.
