@@ -24,6 +24,10 @@ pub enum AuthzError {
     NoScope,
     #[error("route declares no scope, so scoped tokens may not use it")]
     RouteWithoutScope,
+    /// Cortex, Mimir and Loki refuse multi-tenant writes, and a rule group
+    /// or alertmanager configuration belongs to one tenant.
+    #[error("a token for several tenants may only read; {} need a single-tenant token", .0.map_or("custom routes", Access::family))]
+    Federated(Option<Access>),
 }
 
 /// What authorization grants one request: the `X-Scope-OrgID` it is
@@ -49,6 +53,9 @@ pub fn authorize(
                 return Err(AuthzError::MissingScope(access));
             }
         }
+    }
+    if principal.tenant.count() > 1 && route.access != Some(Access::Read) {
+        return Err(AuthzError::Federated(route.access));
     }
     Ok(Permit {
         org_id: principal.tenant.header_value().clone(),
@@ -99,6 +106,33 @@ mod tests {
         }
         let empty = principal(Some(&[]));
         assert!(authorize(&empty, &route(Some(Access::Read)), false).is_err());
+    }
+
+    #[test]
+    fn several_tenants_only_read() {
+        let federated = Principal {
+            tenant: Tenant::federated(&["team-b", "team-a", "team-b"]).unwrap(),
+            ..principal(None)
+        };
+        let permit = authorize(&federated, &route(Some(Access::Read)), false).unwrap();
+        assert_eq!(permit.org_id, "team-a|team-b");
+        for access in [
+            Some(Access::Write),
+            Some(Access::Rules),
+            Some(Access::Alerts),
+            None,
+        ] {
+            assert_eq!(
+                authorize(&federated, &route(access), false).unwrap_err(),
+                AuthzError::Federated(access)
+            );
+        }
+        let one = Principal {
+            tenant: Tenant::federated(&["solo", "solo"]).unwrap(),
+            ..principal(None)
+        };
+        assert!(authorize(&one, &route(Some(Access::Write)), false).is_ok());
+        assert!(Tenant::federated(&["a|b"]).is_err());
     }
 
     #[test]

@@ -42,12 +42,17 @@ struct Setup {
 
 impl Setup {
     fn start(require_scope: bool) -> Self {
+        Self::with_auth(&format!("require_scope = {require_scope}"))
+    }
+
+    /// Every route family's upstream, and a gateway with these `[auth]` lines.
+    fn with_auth(auth: &str) -> Self {
         let upstreams: Vec<Upstream> = ["d", "q", "ruler", "am", "loki"]
             .into_iter()
             .map(Upstream::start)
             .collect();
         let config = format!(
-            "[auth]\nrequire_scope = {require_scope}\n\n[upstreams]\nloki = \"{}\"\n\n\
+            "[auth]\n{auth}\n\n[upstreams]\nloki = \"{}\"\n\n\
              [[routes]]\nprefix = \"/loki/api/v1/push\"\nupstream = \"loki\"\nscope = \"write\"\n\n\
              [[routes]]\nprefix = \"/custom\"\nupstream = \"loki\"\n",
             upstreams[4].url()
@@ -61,6 +66,15 @@ impl Setup {
             .config(&config)
             .start();
         Self { upstreams, gateway }
+    }
+
+    /// The `X-Scope-OrgID` of the last request upstream `index` received
+    /// (0: distributor, 1: query-frontend).
+    fn last_org_id(&self, index: usize) -> Option<String> {
+        self.upstreams[index]
+            .last()
+            .header("x-scope-orgid")
+            .map(str::to_owned)
     }
 
     fn forwarded(&self) -> usize {
@@ -145,4 +159,50 @@ fn require_scope_refuses_unscoped_tokens() {
         assert!(!forwarded);
     }
     check_scoped_tokens(&setup);
+}
+
+/// Federated tokens read across tenants (sorted, de-duplicated
+/// `X-Scope-OrgID`), and are refused (403, nothing forwarded) on every
+/// route that writes or belongs to one tenant.
+#[test]
+fn federated_tokens_only_read_and_only_where_allowed() {
+    let setup = Setup::with_auth("allow_federation = true");
+    let federated = json!({ "tenant_ids": ["team-c", "team-a", "team-c", "team-b"], "version": 1 });
+    for (method, path, needs) in ROUTES {
+        let (status, body, forwarded) = setup.send(method, path, federated.clone());
+        if *needs == Some("read") {
+            assert_eq!(status, 200, "{method} {path}: {body}");
+            assert_eq!(
+                setup.last_org_id(1).as_deref(),
+                Some("team-a|team-b|team-c")
+            );
+        } else {
+            assert_eq!(status, 403, "{method} {path}: {body}");
+            assert!(
+                body.contains("a token for several tenants may only read"),
+                "{body}"
+            );
+            assert!(!forwarded, "{method} {path} was forwarded");
+        }
+    }
+    // A list of one tenant is a plain tenant, and may push.
+    let single = json!({ "tenant_ids": ["team-a", "team-a"] });
+    let (status, body, _) = setup.send("POST", "/api/v1/push", single);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(setup.last_org_id(0).as_deref(), Some("team-a"));
+    // A `|` inside one id would smuggle in another tenant.
+    for bad in [
+        json!({ "tenant_ids": ["team-a|team-z"] }),
+        json!({ "tenant_ids": [] }),
+    ] {
+        let (status, _, forwarded) = setup.send("GET", "/api/v1/query", bad);
+        assert_eq!(status, 401);
+        assert!(!forwarded);
+    }
+
+    let closed = Setup::with_auth("");
+    let only_list = json!({ "tenant_ids": ["team-a", "team-b"] });
+    let (status, body, forwarded) = closed.send("GET", "/api/v1/query", only_list);
+    assert_eq!(status, 401, "{body}");
+    assert!(!forwarded);
 }

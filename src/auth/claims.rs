@@ -112,6 +112,31 @@ impl Claims {
         self.0.get("iss").and_then(Value::as_str)
     }
 
+    /// The ids of a federated token's list claim, each checked by Cortex's
+    /// rules (so none may contain the `|` that joins them); `None` when the
+    /// token has no such claim.
+    pub fn tenant_ids(&self, claim: &str) -> Option<Result<Vec<&str>, AuthError>> {
+        let ids = match self.lookup(claim)? {
+            Value::Array(items) if !items.is_empty() => items,
+            _ => {
+                return Some(Err(AuthError::InvalidTenant(
+                    "tenant list claim is not a list of tenant ids",
+                )))
+            }
+        };
+        Some(
+            ids.iter()
+                .map(|id| {
+                    let id = id.as_str().ok_or(AuthError::InvalidTenant(
+                        "tenant list claim is not a list of tenant ids",
+                    ))?;
+                    validate_tenant_id(id).map_err(AuthError::InvalidTenant)?;
+                    Ok(id)
+                })
+                .collect(),
+        )
+    }
+
     /// Applies the gateway's own claim rules and returns the tenant id.
     pub fn tenant(&self, tenant_claim: &str) -> Result<&str, AuthError> {
         if let Some(version) = self.0.get("version") {

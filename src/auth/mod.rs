@@ -149,6 +149,25 @@ impl Tenant {
             .map_err(|_| AuthError::InvalidTenant("not a valid header value"))
     }
 
+    /// Several tenants as Cortex reads them for a federated query:
+    /// sorted, each once, joined by `|`; one id is a plain tenant.
+    pub fn federated(ids: &[&str]) -> Result<Self, AuthError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
+            claims::validate_tenant_id(id).map_err(AuthError::InvalidTenant)?;
+        }
+        HeaderValue::from_str(&ids.join("|"))
+            .map(Tenant)
+            .map_err(|_| AuthError::InvalidTenant("not a valid header value"))
+    }
+
+    /// How many tenants this is (more than one for a federated token).
+    pub fn count(&self) -> usize {
+        self.as_str().split('|').count()
+    }
+
     pub fn as_str(&self) -> &str {
         // Tenant ids are checked to be visible ASCII before construction.
         self.0.to_str().unwrap_or_default()
@@ -536,7 +555,16 @@ impl Authenticator {
         {
             return Err(AuthError::Issuer);
         }
-        let tenant = Tenant::new(claims.tenant(&settings.tenant_claim)?)?;
+        // A list of tenants only where federation is allowed; otherwise a
+        // token with only the list has no tenant and is refused.
+        let federated = settings
+            .allow_federation
+            .then(|| claims.tenant_ids(&settings.tenant_ids_claim))
+            .flatten();
+        let tenant = match federated {
+            Some(ids) => Tenant::federated(&ids?)?,
+            None => Tenant::new(claims.tenant(&settings.tenant_claim)?)?,
+        };
         // A token without `version` counts as version 0.
         let version = claims.number("version").unwrap_or(0);
         let minimum = settings::min_token_version(

@@ -59,6 +59,10 @@ pub struct AuthSettings {
     /// namespaced one such as `https://example.com/tenant`) or, starting
     /// with `/`, a JSON pointer into nested claims (`/org/id`).
     pub tenant_claim: String,
+    /// Accept tokens for several tenants (`tenant_ids`), for reads only.
+    pub allow_federation: bool,
+    /// The list claim of a federated token.
+    pub tenant_ids_claim: String,
     pub audience: Vec<String>,
     #[serde(serialize_with = "serialize_algorithms")]
     pub algorithms: Vec<Algorithm>,
@@ -147,6 +151,8 @@ pub struct RawAuth {
     issuer: StringList,
     require_exp: bool,
     tenant_claim: String,
+    allow_federation: bool,
+    tenant_ids_claim: String,
     audience: StringList,
     /// Absent: every algorithm of the configured key sources.
     algorithms: Option<StringList>,
@@ -171,6 +177,8 @@ impl Default for RawAuth {
             issuer: StringList::default(),
             require_exp: false,
             tenant_claim: "tenant_id".to_owned(),
+            allow_federation: false,
+            tenant_ids_claim: "tenant_ids".to_owned(),
             audience: StringList::default(),
             algorithms: None,
             leeway: "60s".to_owned(),
@@ -292,6 +300,8 @@ impl RawAuth {
             issuer: self.issuer.0,
             require_exp: self.require_exp,
             tenant_claim,
+            allow_federation: self.allow_federation,
+            tenant_ids_claim: self.tenant_ids_claim.trim().to_owned(),
             audience: self.audience.0,
             algorithms,
             leeway: parse_duration("auth.leeway", &self.leeway)?,
