@@ -567,11 +567,15 @@ impl Authenticator {
         };
         // A token without `version` counts as version 0.
         let version = claims.number("version").unwrap_or(0);
-        let minimum = settings::min_token_version(
-            settings.min_token_version,
-            &settings.tenants,
-            tenant.as_str(),
-        );
+        // A federated token is held to the strictest of its tenants.
+        let minimum = tenant
+            .as_str()
+            .split('|')
+            .map(|id| {
+                settings::min_token_version(settings.min_token_version, &settings.tenants, id)
+            })
+            .max()
+            .unwrap_or(settings.min_token_version);
         if version < minimum {
             return Err(AuthError::Revoked);
         }
@@ -1079,6 +1083,29 @@ mod tests {
         assert!(
             authenticator.verify_cached(&new).is_ok(),
             "the old settings stay"
+        );
+    }
+
+    #[test]
+    fn a_federated_token_is_revoked_by_any_of_its_tenants() {
+        let mut auth = settings(&[]);
+        auth.allow_federation = true;
+        auth.tenants.insert(
+            "team-b".to_owned(),
+            settings::TenantSettings {
+                min_token_version: Some(5),
+            },
+        );
+        let authenticator = Authenticator::new(&auth).unwrap();
+        let old = json!({"tenant_ids": ["team-a", "team-b"], "version": 4});
+        assert!(matches!(
+            check(&authenticator, old),
+            Err(AuthError::Revoked)
+        ));
+        let current = json!({"tenant_ids": ["team-a", "team-b"], "version": 5});
+        assert_eq!(
+            check(&authenticator, current).unwrap().as_str(),
+            "team-a|team-b"
         );
     }
 
