@@ -3,9 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -314,9 +314,8 @@ impl GatewayBuilder {
     }
 
     /// Keys from `path` (`auth.jwt_secret_file`) instead of the test secret.
-    pub fn secret_file(mut self, path: &std::path::Path) -> Self {
-        self.env
-            .retain(|(key, _)| key != "CORTEX_GATEWAY__AUTH__JWT_SECRET");
+    pub fn secret_file(mut self, path: &Path) -> Self {
+        self = self.without_secret();
         self.env.push((
             "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE".into(),
             path.display().to_string(),
@@ -327,6 +326,19 @@ impl GatewayBuilder {
     /// The gateway serves TLS: readiness is checked by connecting only.
     pub fn https(mut self) -> Self {
         self.https = true;
+        self
+    }
+
+    /// No test secret: the key sources are the configuration's alone (a
+    /// JWKS URL, public keys, secrets in the file).
+    pub fn without_secret(self) -> Self {
+        self.unset_env("CORTEX_GATEWAY__AUTH__JWT_SECRET")
+    }
+
+    /// Drops a variable the builder sets by default, so that the file's
+    /// value (or none) is in force.
+    pub fn unset_env(mut self, key: &str) -> Self {
+        self.env.retain(|(name, _)| name != key);
         self
     }
 
@@ -362,11 +374,12 @@ impl GatewayBuilder {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some(toml) = &self.config {
+        let config_path = self.config.as_ref().map(|toml| {
             let path = dir.join("config.toml");
             std::fs::write(&path, toml).unwrap();
-            command.arg("--config").arg(path);
-        }
+            command.arg("--config").arg(&path);
+            path
+        });
         command.args(&self.args);
         if let Some(soft) = self.soft_open_files {
             use std::os::unix::process::CommandExt;
@@ -389,6 +402,7 @@ impl GatewayBuilder {
             child,
             port,
             log_path,
+            config_path,
         };
         gateway.wait_until_healthy(self.https);
         gateway
@@ -399,6 +413,7 @@ pub struct Gateway {
     child: Child,
     pub port: u16,
     log_path: PathBuf,
+    config_path: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -416,6 +431,49 @@ impl Gateway {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The file given with `--config` ([`GatewayBuilder::config`]).
+    pub fn config_path(&self) -> &Path {
+        self.config_path
+            .as_deref()
+            .expect("the gateway was started with a config file")
+    }
+
+    /// Replaces the config file at once (written beside it, then renamed
+    /// over it, as Kubernetes and editors do): the gateway never reads half
+    /// a file. Nothing is reloaded until a `SIGHUP` or the file poll.
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self.config_path();
+        let temporary = path.with_extension("toml.new");
+        std::fs::write(&temporary, toml).unwrap();
+        std::fs::rename(&temporary, path).unwrap();
+    }
+
+    /// `GET path` with `token` as the bearer, on a connection of its own.
+    pub fn get(&self, path: &str, token: &str) -> RawResponse {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        raw_http(self.addr(), request.as_bytes()).unwrap()
+    }
+
+    /// The status of `GET /ready`.
+    pub fn ready_status(&self) -> u16 {
+        raw_http(
+            self.addr(),
+            b"GET /ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .status
+    }
+
+    /// Waits until `/ready` answers 200: with a JWKS source, once its first
+    /// fetch succeeded.
+    pub fn wait_until_ready(&self) {
+        eventually("/ready answers 200", || {
+            (self.ready_status() == 200).then_some(())
+        });
     }
 
     fn wait_until_healthy(&mut self, https: bool) {
@@ -489,6 +547,12 @@ impl Gateway {
     pub fn samples(&self) -> Vec<Sample> {
         parse_exposition(&self.exposition())
     }
+
+    /// The value of the series `name` with (at least) these labels, in any
+    /// order; `None` when there is no such series (yet).
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample(&self.samples(), name, labels)
+    }
 }
 
 impl Drop for Gateway {
@@ -517,6 +581,20 @@ pub fn wait_for_log(gateway: &Gateway, text: &str) {
             gateway.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `probe` (every 100 ms, up to 30 s: generous, for a loaded
+/// machine) until it yields a value; fails the test naming `what` if it
+/// never does.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not in 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -603,9 +681,8 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse
 /// Reads one whole response off a kept-alive connection: its head, then a
 /// `Content-Length` body (enough for the answers these tests provoke).
 pub fn read_sized_response(
-    reader: &mut std::io::BufReader<TcpStream>,
+    reader: &mut BufReader<TcpStream>,
 ) -> std::io::Result<(String, Vec<u8>)> {
-    use std::io::BufRead;
     let mut head = String::new();
     loop {
         let mut line = String::new();
