@@ -2,11 +2,13 @@
 //! upstreams on 127.0.0.1 that record what reaches them.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -248,6 +250,247 @@ pub fn serve_on_thread(
         })
     });
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+// ---- asymmetric keys and an identity provider --------------------------------
+
+/// A key pair made at test time: signs tokens as an identity provider
+/// would, and publishes its public half as a JWK.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    encoding: EncodingKey,
+    /// The public JWK without `kid`, `alg` and `use`.
+    public: Value,
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SigningKey {
+    /// A fresh ECDSA P-256 key, for ES256.
+    pub fn es256(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        // The raw public key is the uncompressed point: 0x04, x, y.
+        let (x, y) = pair.public_key_raw()[1..].split_at(32);
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_der(&pair.serialize_der()),
+            public: serde_json::json!({"kty": "EC", "crv": "P-256", "x": base64url(x), "y": base64url(y)}),
+        }
+    }
+
+    /// A fresh Ed25519 key, for EdDSA.
+    pub fn ed25519(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::EdDSA,
+            encoding: EncodingKey::from_ed_der(&pair.serialize_der()),
+            public: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": base64url(pair.public_key_raw())}),
+        }
+    }
+
+    /// The public key as a JWKS publishes it: with `kid`, `alg` and
+    /// `"use": "sig"`.
+    pub fn jwk(&self) -> Value {
+        let mut jwk = self.public.clone();
+        let alg = serde_json::to_value(self.alg).unwrap();
+        let fields = jwk.as_object_mut().unwrap();
+        fields.insert("kid".into(), self.kid.clone().into());
+        fields.insert("alg".into(), alg);
+        fields.insert("use".into(), "sig".into());
+        jwk
+    }
+
+    /// A token of `claims` whose header names this key's `kid`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_as(Some(&self.kid), claims)
+    }
+
+    /// A token of `claims` signed with this key whose header names `kid`
+    /// (or none), whatever key that is.
+    pub fn sign_as(&self, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// `{"keys": [...]}` of these keys' public halves.
+pub fn jwks(keys: &[&SigningKey]) -> Value {
+    serde_json::json!({ "keys": keys.iter().map(|key| key.jwk()).collect::<Vec<_>>() })
+}
+
+/// How the [`JwksServer`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksMode {
+    /// The key set, or the discovery document.
+    Serve,
+    /// This status with a short text body.
+    Status(u16),
+    /// 200 and `application/json`, with a body that is no JWKS.
+    Garbage,
+    /// Reads the request, then closes the connection without an answer.
+    HangUp,
+}
+
+/// Where the [`JwksServer`] plays an OpenID Connect provider.
+pub const OIDC_REALM: &str = "/realms/cortex";
+/// Where a JWKS URL configured directly points.
+pub const JWKS_PATH: &str = "/keys";
+
+struct JwksState {
+    mode: JwksMode,
+    jwks: Value,
+    max_age: Option<u64>,
+    /// Requests per path (any mode).
+    hits: BTreeMap<String, usize>,
+}
+
+/// An identity provider on 127.0.0.1, on threads of its own: serves a key
+/// set that the test swaps at runtime at every path, and at
+/// `<prefix>/.well-known/openid-configuration` a discovery document whose
+/// `issuer` is `http://<addr><prefix>` and whose `jwks_uri` is
+/// `<issuer>/protocol/openid-connect/certs` (Keycloak's layout). It counts
+/// the requests of each path, and can fail on demand; set the mode before
+/// the gateway starts to make its first fetch fail.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<JwksState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl JwksServer {
+    pub fn start(jwks: Value) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(JwksState {
+            mode: JwksMode::Serve,
+            jwks,
+            max_age: None,
+            hits: BTreeMap::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stopped) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let state = shared.clone();
+                    std::thread::spawn(move || {
+                        let _ = answer_jwks(stream, addr, &state);
+                    });
+                }
+            }
+        });
+        Self { addr, state, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The URL for `auth.jwks_url`.
+    pub fn jwks_url(&self) -> String {
+        self.url(JWKS_PATH)
+    }
+
+    /// The URL for `auth.oidc_issuer_url`, and the `iss` its tokens carry.
+    pub fn issuer(&self) -> String {
+        self.url(OIDC_REALM)
+    }
+
+    /// The `jwks_uri` the discovery document of [`Self::issuer`] names.
+    pub fn oidc_jwks_url(&self) -> String {
+        format!("{}/protocol/openid-connect/certs", self.issuer())
+    }
+
+    pub fn set_jwks(&self, jwks: Value) {
+        self.state.lock().unwrap().jwks = jwks;
+    }
+
+    pub fn set_mode(&self, mode: JwksMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// `Cache-Control: max-age=N` on the key sets served from now on.
+    pub fn set_max_age(&self, seconds: Option<u64>) {
+        self.state.lock().unwrap().max_age = seconds;
+    }
+
+    /// How many requests for `path` arrived, answered or not.
+    pub fn fetches(&self, path: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state.hits.get(path).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn answer_jwks(
+    stream: TcpStream,
+    addr: SocketAddr,
+    state: &Mutex<JwksState>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split('?').next().unwrap_or(target).to_owned();
+    let (mode, jwks, max_age) = {
+        let mut state = state.lock().unwrap();
+        *state.hits.entry(path.clone()).or_default() += 1;
+        (state.mode, state.jwks.clone(), state.max_age)
+    };
+    let (status, extra, body) = match mode {
+        JwksMode::HangUp => return Ok(()),
+        JwksMode::Status(status) => (status, String::new(), b"provider trouble".to_vec()),
+        JwksMode::Garbage => (200, String::new(), b"{\"keys\": [{\"kty\": <<<".to_vec()),
+        JwksMode::Serve => match path.strip_suffix("/.well-known/openid-configuration") {
+            Some(prefix) => {
+                let issuer = format!("http://{addr}{prefix}");
+                let document = serde_json::json!({
+                    "issuer": issuer,
+                    "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+                    "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
+                });
+                (200, String::new(), document.to_string().into_bytes())
+            }
+            None => {
+                let cache = max_age
+                    .map(|seconds| format!("Cache-Control: max-age={seconds}\r\n"))
+                    .unwrap_or_default();
+                (200, cache, jwks.to_string().into_bytes())
+            }
+        },
+    };
+    let mut stream = stream;
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    stream.flush()
 }
 
 // ---- the gateway process ---------------------------------------------------
