@@ -2,11 +2,13 @@
 //! upstreams on 127.0.0.1 that record what reaches them.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -250,6 +252,247 @@ pub fn serve_on_thread(
     rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
+// ---- asymmetric keys and an identity provider --------------------------------
+
+/// A key pair made at test time: signs tokens as an identity provider
+/// would, and publishes its public half as a JWK.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    encoding: EncodingKey,
+    /// The public JWK without `kid`, `alg` and `use`.
+    public: Value,
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SigningKey {
+    /// A fresh ECDSA P-256 key, for ES256.
+    pub fn es256(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        // The raw public key is the uncompressed point: 0x04, x, y.
+        let (x, y) = pair.public_key_raw()[1..].split_at(32);
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_der(&pair.serialize_der()),
+            public: serde_json::json!({"kty": "EC", "crv": "P-256", "x": base64url(x), "y": base64url(y)}),
+        }
+    }
+
+    /// A fresh Ed25519 key, for EdDSA.
+    pub fn ed25519(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::EdDSA,
+            encoding: EncodingKey::from_ed_der(&pair.serialize_der()),
+            public: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": base64url(pair.public_key_raw())}),
+        }
+    }
+
+    /// The public key as a JWKS publishes it: with `kid`, `alg` and
+    /// `"use": "sig"`.
+    pub fn jwk(&self) -> Value {
+        let mut jwk = self.public.clone();
+        let alg = serde_json::to_value(self.alg).unwrap();
+        let fields = jwk.as_object_mut().unwrap();
+        fields.insert("kid".into(), self.kid.clone().into());
+        fields.insert("alg".into(), alg);
+        fields.insert("use".into(), "sig".into());
+        jwk
+    }
+
+    /// A token of `claims` whose header names this key's `kid`.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_as(Some(&self.kid), claims)
+    }
+
+    /// A token of `claims` signed with this key whose header names `kid`
+    /// (or none), whatever key that is.
+    pub fn sign_as(&self, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = kid.map(str::to_owned);
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
+    }
+}
+
+/// `{"keys": [...]}` of these keys' public halves.
+pub fn jwks(keys: &[&SigningKey]) -> Value {
+    serde_json::json!({ "keys": keys.iter().map(|key| key.jwk()).collect::<Vec<_>>() })
+}
+
+/// How the [`JwksServer`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwksMode {
+    /// The key set, or the discovery document.
+    Serve,
+    /// This status with a short text body.
+    Status(u16),
+    /// 200 and `application/json`, with a body that is no JWKS.
+    Garbage,
+    /// Reads the request, then closes the connection without an answer.
+    HangUp,
+}
+
+/// Where the [`JwksServer`] plays an OpenID Connect provider.
+pub const OIDC_REALM: &str = "/realms/cortex";
+/// Where a JWKS URL configured directly points.
+pub const JWKS_PATH: &str = "/keys";
+
+struct JwksState {
+    mode: JwksMode,
+    jwks: Value,
+    max_age: Option<u64>,
+    /// Requests per path (any mode).
+    hits: BTreeMap<String, usize>,
+}
+
+/// An identity provider on 127.0.0.1, on threads of its own: serves a key
+/// set that the test swaps at runtime at every path, and at
+/// `<prefix>/.well-known/openid-configuration` a discovery document whose
+/// `issuer` is `http://<addr><prefix>` and whose `jwks_uri` is
+/// `<issuer>/protocol/openid-connect/certs` (Keycloak's layout). It counts
+/// the requests of each path, and can fail on demand; set the mode before
+/// the gateway starts to make its first fetch fail.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<JwksState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl JwksServer {
+    pub fn start(jwks: Value) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(JwksState {
+            mode: JwksMode::Serve,
+            jwks,
+            max_age: None,
+            hits: BTreeMap::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, stopped) = (state.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let state = shared.clone();
+                    std::thread::spawn(move || {
+                        let _ = answer_jwks(stream, addr, &state);
+                    });
+                }
+            }
+        });
+        Self { addr, state, stop }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The URL for `auth.jwks_url`.
+    pub fn jwks_url(&self) -> String {
+        self.url(JWKS_PATH)
+    }
+
+    /// The URL for `auth.oidc_issuer_url`, and the `iss` its tokens carry.
+    pub fn issuer(&self) -> String {
+        self.url(OIDC_REALM)
+    }
+
+    /// The `jwks_uri` the discovery document of [`Self::issuer`] names.
+    pub fn oidc_jwks_url(&self) -> String {
+        format!("{}/protocol/openid-connect/certs", self.issuer())
+    }
+
+    pub fn set_jwks(&self, jwks: Value) {
+        self.state.lock().unwrap().jwks = jwks;
+    }
+
+    pub fn set_mode(&self, mode: JwksMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    /// `Cache-Control: max-age=N` on the key sets served from now on.
+    pub fn set_max_age(&self, seconds: Option<u64>) {
+        self.state.lock().unwrap().max_age = seconds;
+    }
+
+    /// How many requests for `path` arrived, answered or not.
+    pub fn fetches(&self, path: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state.hits.get(path).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn answer_jwks(
+    stream: TcpStream,
+    addr: SocketAddr,
+    state: &Mutex<JwksState>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split('?').next().unwrap_or(target).to_owned();
+    let (mode, jwks, max_age) = {
+        let mut state = state.lock().unwrap();
+        *state.hits.entry(path.clone()).or_default() += 1;
+        (state.mode, state.jwks.clone(), state.max_age)
+    };
+    let (status, extra, body) = match mode {
+        JwksMode::HangUp => return Ok(()),
+        JwksMode::Status(status) => (status, String::new(), b"provider trouble".to_vec()),
+        JwksMode::Garbage => (200, String::new(), b"{\"keys\": [{\"kty\": <<<".to_vec()),
+        JwksMode::Serve => match path.strip_suffix("/.well-known/openid-configuration") {
+            Some(prefix) => {
+                let issuer = format!("http://{addr}{prefix}");
+                let document = serde_json::json!({
+                    "issuer": issuer,
+                    "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+                    "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
+                });
+                (200, String::new(), document.to_string().into_bytes())
+            }
+            None => {
+                let cache = max_age
+                    .map(|seconds| format!("Cache-Control: max-age={seconds}\r\n"))
+                    .unwrap_or_default();
+                (200, cache, jwks.to_string().into_bytes())
+            }
+        },
+    };
+    let mut stream = stream;
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
+    stream.flush()
+}
+
 // ---- the gateway process ---------------------------------------------------
 
 pub fn free_port() -> u16 {
@@ -314,9 +557,8 @@ impl GatewayBuilder {
     }
 
     /// Keys from `path` (`auth.jwt_secret_file`) instead of the test secret.
-    pub fn secret_file(mut self, path: &std::path::Path) -> Self {
-        self.env
-            .retain(|(key, _)| key != "CORTEX_GATEWAY__AUTH__JWT_SECRET");
+    pub fn secret_file(mut self, path: &Path) -> Self {
+        self = self.without_secret();
         self.env.push((
             "CORTEX_GATEWAY__AUTH__JWT_SECRET_FILE".into(),
             path.display().to_string(),
@@ -334,6 +576,19 @@ impl GatewayBuilder {
     /// The gateway serves TLS: readiness is checked by connecting only.
     pub fn https(mut self) -> Self {
         self.https = true;
+        self
+    }
+
+    /// No test secret: the key sources are the configuration's alone (a
+    /// JWKS URL, public keys, secrets in the file).
+    pub fn without_secret(self) -> Self {
+        self.unset_env("CORTEX_GATEWAY__AUTH__JWT_SECRET")
+    }
+
+    /// Drops a variable the builder sets by default, so that the file's
+    /// value (or none) is in force.
+    pub fn unset_env(mut self, key: &str) -> Self {
+        self.env.retain(|(name, _)| name != key);
         self
     }
 
@@ -369,11 +624,12 @@ impl GatewayBuilder {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if let Some(toml) = &self.config {
+        let config_path = self.config.as_ref().map(|toml| {
             let path = dir.join("config.toml");
             std::fs::write(&path, toml).unwrap();
-            command.arg("--config").arg(path);
-        }
+            command.arg("--config").arg(&path);
+            path
+        });
         command.args(&self.args);
         if let Some(soft) = self.soft_open_files {
             use std::os::unix::process::CommandExt;
@@ -396,6 +652,7 @@ impl GatewayBuilder {
             child,
             port,
             log_path,
+            config_path,
         };
         gateway.wait_until_healthy(self.https);
         gateway
@@ -406,6 +663,7 @@ pub struct Gateway {
     child: Child,
     pub port: u16,
     log_path: PathBuf,
+    config_path: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -423,6 +681,49 @@ impl Gateway {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The file given with `--config` ([`GatewayBuilder::config`]).
+    pub fn config_path(&self) -> &Path {
+        self.config_path
+            .as_deref()
+            .expect("the gateway was started with a config file")
+    }
+
+    /// Replaces the config file at once (written beside it, then renamed
+    /// over it, as Kubernetes and editors do): the gateway never reads half
+    /// a file. Nothing is reloaded until a `SIGHUP` or the file poll.
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self.config_path();
+        let temporary = path.with_extension("toml.new");
+        std::fs::write(&temporary, toml).unwrap();
+        std::fs::rename(&temporary, path).unwrap();
+    }
+
+    /// `GET path` with `token` as the bearer, on a connection of its own.
+    pub fn get(&self, path: &str, token: &str) -> RawResponse {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        raw_http(self.addr(), request.as_bytes()).unwrap()
+    }
+
+    /// The status of `GET /ready`.
+    pub fn ready_status(&self) -> u16 {
+        raw_http(
+            self.addr(),
+            b"GET /ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap()
+        .status
+    }
+
+    /// Waits until `/ready` answers 200: with a JWKS source, once its first
+    /// fetch succeeded.
+    pub fn wait_until_ready(&self) {
+        eventually("/ready answers 200", || {
+            (self.ready_status() == 200).then_some(())
+        });
     }
 
     fn wait_until_healthy(&mut self, https: bool) {
@@ -512,6 +813,12 @@ impl Gateway {
     pub fn samples(&self) -> Vec<Sample> {
         parse_exposition(&self.exposition())
     }
+
+    /// The value of the series `name` with (at least) these labels, in any
+    /// order; `None` when there is no such series (yet).
+    pub fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        sample(&self.samples(), name, labels)
+    }
 }
 
 impl Drop for Gateway {
@@ -540,6 +847,20 @@ pub fn wait_for_log(gateway: &Gateway, text: &str) {
             gateway.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `probe` (every 100 ms, up to 30 s: generous, for a loaded
+/// machine) until it yields a value; fails the test naming `what` if it
+/// never does.
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "not in 30 s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -626,9 +947,8 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse
 /// Reads one whole response off a kept-alive connection: its head, then a
 /// `Content-Length` body (enough for the answers these tests provoke).
 pub fn read_sized_response(
-    reader: &mut std::io::BufReader<TcpStream>,
+    reader: &mut BufReader<TcpStream>,
 ) -> std::io::Result<(String, Vec<u8>)> {
-    use std::io::BufRead;
     let mut head = String::new();
     loop {
         let mut line = String::new();
