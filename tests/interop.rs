@@ -139,7 +139,7 @@ fn jwks_keys_verify_tokens_of_their_kid_and_alg() {
         body: std::fs::read(format!("{VECTORS}/jwks.json")).unwrap(),
         ..Reply::default()
     });
-    let mut setup = Setup::start(&format!("jwks_url = [\"{}/keys\"]", keys.url()));
+    let setup = Setup::start(&format!("jwks_url = [\"{}/keys\"]", keys.url()));
     setup.gateway.wait_until_ready();
     let jwks: Value =
         serde_json::from_slice(&std::fs::read(format!("{VECTORS}/jwks.json")).unwrap()).unwrap();

@@ -566,13 +566,6 @@ impl GatewayBuilder {
         self
     }
 
-    /// No `auth.jwt_secret`: the test's key source stands alone.
-    pub fn without_secret(mut self) -> Self {
-        self.env
-            .retain(|(key, _)| key != "CORTEX_GATEWAY__AUTH__JWT_SECRET");
-        self
-    }
-
     /// The gateway serves TLS: readiness is checked by connecting only.
     pub fn https(mut self) -> Self {
         self.https = true;
@@ -747,22 +740,6 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("gateway not healthy in 20s:\n{}", self.logs());
-    }
-
-    /// Waits until `/ready` answers 200 (remote keys fetched).
-    pub fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let ready = raw_http(
-                self.addr(),
-                b"GET /ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            );
-            if ready.is_ok_and(|response| response.status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("gateway not ready in 30s:\n{}", self.logs());
     }
 
     pub fn signal(&self, signal: &str) {
