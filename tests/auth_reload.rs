@@ -150,6 +150,8 @@ fn secrets_and_revocation_reload_under_load_without_a_failed_request() {
     );
     let served: usize = outcomes.iter().flatten().sum();
     assert!(served >= 200, "{served}");
+    // With the clients stopped, the last request upstream is this one.
+    assert_eq!(gateway.get(QUERY, &t2).status, 200);
     assert_eq!(upstream.last().header("x-scope-orgid"), Some("team-b"));
     assert_eq!(gateway.metric(RELOAD_OK), 1.0);
     assert!(

@@ -353,7 +353,12 @@ fn oidc_discovery_finds_the_keys_and_binds_tokens_to_the_issuer() {
 #[test]
 fn configured_issuers_are_checked_for_jwks_tokens() {
     let k1 = SigningKey::es256("k1");
-    let Setup { gateway, .. } = Setup::ready(
+    // The upstream is bound so that it lives as long as the test.
+    let Setup {
+        gateway,
+        upstream: _upstream,
+        ..
+    } = Setup::ready(
         jwks(&[&k1]),
         "issuer = [\"https://idp-a.example\", \"https://idp-b.example\"]\n",
     );
@@ -372,7 +377,9 @@ fn keys_for_encryption_or_of_unknown_types_are_skipped() {
     encryption_jwk["use"] = "enc".into();
     let unknown = json!({"kty": "XYZ", "kid": "unknown-kty-key", "use": "sig", "x": "AAAA"});
     let Setup {
-        provider, gateway, ..
+        provider,
+        gateway,
+        upstream: _upstream,
     } = Setup::ready(json!({"keys": [encryption_jwk, unknown, good.jwk()]}), "");
 
     assert_eq!(status(&gateway, &good.sign(&fresh("team-a"))), 200);
@@ -404,7 +411,9 @@ fn fetches_keys_and_freshness_show_on_metrics() {
         SigningKey::es256("k3"),
     );
     let Setup {
-        provider, gateway, ..
+        provider,
+        gateway,
+        upstream: _upstream,
     } = Setup::ready(jwks(&[&k1, &k2]), "jwks_refresh_interval = \"1s\"\n");
     let source = provider.jwks_url();
     assert!(fetch_count(&gateway, &source, "success") >= 1.0);
