@@ -26,6 +26,7 @@ use crate::limits::Limits;
 use crate::metrics::{route_label, Metrics};
 use crate::pipeline::Pipeline;
 use crate::proxy::{Forwarder, Target};
+use crate::ratelimit::RateLimiter;
 use crate::reload::{self, Reload};
 use crate::routes::{self, RouteTable};
 use crate::tls;
@@ -120,6 +121,11 @@ impl Gateway {
                 settings.server.max_request_headers,
                 settings.server.max_request_body_size,
             ),
+            Arc::new(RateLimiter::new(
+                &settings.limits,
+                &settings.auth.tenants,
+                metrics.rate_limits.clone(),
+            )?),
             metrics.clone(),
             settings.auth.require_scope,
         );

@@ -520,6 +520,15 @@ pub fn wait_for_log(gateway: &Gateway, text: &str) {
     }
 }
 
+/// Waits up to 30 s (a slow shared machine) for `condition`.
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -598,6 +607,25 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse
         head,
         body: buffer[split + 4..].to_vec(),
     })
+}
+
+/// Sends `method path` as `tenant` with a sized `body` on a connection of
+/// its own, and reads the whole answer.
+pub fn tenant_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    tenant: &str,
+    body: &[u8],
+) -> RawResponse {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        tenant_token(tenant),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw_http(addr, &request).unwrap()
 }
 
 /// Reads one whole response off a kept-alive connection: its head, then a
