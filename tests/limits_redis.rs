@@ -11,7 +11,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, sample, tenant_request, wait_until, Gateway, GatewayBuilder, Upstream};
+use common::{
+    free_port, sample, send_signal, tenant_request, wait_until, Gateway, GatewayBuilder, Upstream,
+};
 
 /// A `redis-server` of this test, without persistence.
 struct RedisServer {
@@ -33,6 +35,10 @@ impl RedisServer {
             .expect("redis-server is installed (.ci/run installs Debian's redis-server)");
         wait_until("redis-server answers PING", || ping(port));
         Self { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops it by its PID, and waits until it is gone.
@@ -85,6 +91,14 @@ fn passed(gateways: &[Gateway], tenant: &str, count: usize) -> usize {
         .count()
 }
 
+/// The `[limits]` of a gateway on the Redis at `port`.
+fn redis_limits(port: u16, burst: u32, timeout: &str) -> String {
+    format!(
+        "[limits]\nrequests_per_second = 0.01\nburst = {burst}\nbackend = \"redis\"\n\
+         redis_url = \"redis://127.0.0.1:{port}\"\nredis_timeout = \"{timeout}\"\n"
+    )
+}
+
 #[test]
 fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
     let port = free_port();
@@ -92,10 +106,7 @@ fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
     let upstream = Upstream::start("query-frontend");
     // A generous timeout: on a loaded machine a slow answer would fall back
     // to the local buckets and blur the shared count.
-    let config = format!(
-        "[limits]\nrequests_per_second = 0.01\nburst = 6\nbackend = \"redis\"\n\
-         redis_url = \"redis://127.0.0.1:{port}\"\nredis_timeout = \"5s\"\n"
-    );
+    let config = redis_limits(port, 6, "5s");
     let gateways: Vec<Gateway> = (0..2)
         .map(|_| {
             GatewayBuilder::new(&upstream.url(), &upstream.url())
@@ -145,4 +156,37 @@ fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
         });
     }
     assert_eq!(passed(&gateways, "team-b", 20), 6);
+}
+
+#[test]
+fn a_redis_slower_than_the_timeout_is_skipped_while_it_is() {
+    let port = free_port();
+    let redis = RedisServer::start(port);
+    let upstream = Upstream::start("query-frontend");
+    let gateways = [GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .config(&redis_limits(port, 3, "100ms"))
+        .start()];
+    wait_until("the gateway connects to Redis", || {
+        connections(&gateways[0]) == 1
+    });
+
+    // Redis stops answering: each request waits at most the timeout, then
+    // the local bucket (burst 3) decides; nothing fails.
+    send_signal(redis.pid(), "STOP");
+    assert_eq!(passed(&gateways, "team-a", 5), 3);
+    assert!(gateways[0].metric("cortex_gateway_limits_backend_errors_total") >= 1.0);
+
+    // Redis answers again (on the same connection, or a new one once the
+    // old one was given up): the gateway uses it again.
+    send_signal(redis.pid(), "CONT");
+    let errors = || gateways[0].metric("cortex_gateway_limits_backend_errors_total");
+    wait_until("Redis decides again", || {
+        let before = errors();
+        passed(&gateways, "team-b", 1);
+        errors() == before
+    });
+    assert_eq!(passed(&gateways, "team-c", 5), 3);
+    let before = errors();
+    assert_eq!(passed(&gateways, "team-c", 2), 0);
+    assert_eq!(errors(), before, "Redis decided");
 }

@@ -442,11 +442,7 @@ impl Gateway {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit, at most `timeout`.
@@ -496,6 +492,15 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` (`HUP`, `STOP`, …) to the process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// How many log lines carry `message` and name `trigger` as its cause.
