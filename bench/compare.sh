@@ -23,6 +23,11 @@
 #                     alternating rounds, with its ratios to "gateway" (an A/B
 #                     of two builds, e.g. one with `--features hyper-upstream`)
 #   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
+#   LIMITS=1          also measure what per-tenant limits cost: the same binary with
+#                     every limit set (high enough never to refuse) on local buckets
+#                     ("gw_local") and on Redis ("gw_redis"; needs redis-server), in
+#                     the same alternating rounds, with their ratios to "gateway"
+#                     (no limits). Default 0.
 #
 # Everything listens on 127.0.0.1 on free ports, under a temporary prefix that
 # is removed on exit; every process started here is stopped by PID on exit.
@@ -32,6 +37,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 UPLOAD_MIB=${UPLOAD_MIB:-1024}
+LIMITS=${LIMITS:-0}
 WORKLOADS=${WORKLOADS:-"get push2k push64k"}
 
 # wrk shape. The machine has 2 cores shared by the load generator, the proxy
@@ -71,6 +77,10 @@ fi
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer (seconds)"
 [[ $UPLOAD_MIB =~ ^[0-9]+$ ]] || die "UPLOAD_MIB must be a non-negative integer"
+[[ $LIMITS == 0 || $LIMITS == 1 ]] || die "LIMITS must be 0 or 1"
+if ((LIMITS)) && ! command -v redis-server >/dev/null 2>&1; then
+    die "LIMITS=1 needs redis-server (Debian: apt-get install redis-server)"
+fi
 for w in $WORKLOADS; do
     case $w in get | push2k | push64k) ;; *) die "unknown workload $w (get, push2k, push64k)" ;; esac
 done
@@ -203,6 +213,46 @@ if [[ -n ${GATEWAY_B_BIN:-} ]]; then
     TARGETS+=" gateway_b"
 fi
 
+if ((LIMITS)); then
+    free_port REDIS_PORT
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+    redis-server --save "" --appendonly no --bind 127.0.0.1 --port "$REDIS_PORT" \
+        --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    PIDS+=("$!")
+    for ((i = 0; i < 100; i++)); do
+        [[ $(redis_command "$REDIS_PORT" PING) == +PONG ]] && break
+        sleep 0.1
+    done
+    [[ $(redis_command "$REDIS_PORT" PING) == +PONG ]] || die "redis-server did not answer; see $WORK/redis.log"
+    # Every limit on, none ever reached: the cost of checking, not of refusing.
+    saved_env=("${GATEWAY_ENV[@]}")
+    GATEWAY_ENV+=(CORTEX_GATEWAY__LIMITS__REQUESTS_PER_SECOND=1000000000
+        CORTEX_GATEWAY__LIMITS__BURST=1000000
+        CORTEX_GATEWAY__LIMITS__INGEST_BYTES_PER_SECOND=1000000000
+        CORTEX_GATEWAY__LIMITS__INGEST_BURST_BYTES=4000000000
+        CORTEX_GATEWAY__LIMITS__MAX_INFLIGHT=100000)
+    free_port GW_LOCAL_PORT
+    log "starting gw_local (2 workers, local limits) on 127.0.0.1:$GW_LOCAL_PORT"
+    start_gateway "$GW_LOCAL_PORT" "$WORK/gateway-local.log"
+    GW_LOCAL_PID=$STARTED_PID
+    GATEWAY_ENV+=(CORTEX_GATEWAY__LIMITS__BACKEND=redis
+        CORTEX_GATEWAY__LIMITS__REDIS_URL="redis://127.0.0.1:$REDIS_PORT")
+    free_port GW_REDIS_PORT
+    log "starting gw_redis (2 workers, limits in Redis) on 127.0.0.1:$GW_REDIS_PORT"
+    start_gateway "$GW_REDIS_PORT" "$WORK/gateway-redis.log"
+    GW_REDIS_PID=$STARTED_PID
+    GATEWAY_ENV=("${saved_env[@]}")
+    wait_for "gw_local with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_LOCAL_PORT/api/v1/query?query=up"
+    # Measured only once it charges Redis: the bucket's key exists.
+    for ((i = 0; i < 100; i++)); do
+        curl -sS -o /dev/null -m 2 -H "$AUTH" "http://127.0.0.1:$GW_REDIS_PORT/api/v1/query?query=up" || true
+        [[ $(redis_command "$REDIS_PORT" DBSIZE) =~ ^:[1-9] ]] && break
+        sleep 0.1
+    done
+    [[ $(redis_command "$REDIS_PORT" DBSIZE) =~ ^:[1-9] ]] || die "gw_redis never charged Redis; see $WORK/gateway-redis.log"
+    TARGETS+=" gw_local gw_redis"
+fi
+
 # ---------------------------------------------------------------- workloads
 mkdir -p "$WORK/lua"
 make_post_script() { # make_post_script NAME BYTES
@@ -247,6 +297,8 @@ target_port() {
     nginx) echo "$NGINX_PORT" ;;
     gateway) echo "$GW_PORT" ;;
     gateway_b) echo "$GW_B_PORT" ;;
+    gw_local) echo "$GW_LOCAL_PORT" ;;
+    gw_redis) echo "$GW_REDIS_PORT" ;;
     esac
 }
 target_pids() { # the proxy's processes (none for direct)
@@ -255,6 +307,8 @@ target_pids() { # the proxy's processes (none for direct)
     nginx) echo "$NGINX_PID $(children_of "$NGINX_PID")" ;;
     gateway) echo "$GW_PID" ;;
     gateway_b) echo "$GW_B_PID" ;;
+    gw_local) echo "$GW_LOCAL_PID" ;;
+    gw_redis) echo "$GW_REDIS_PID" ;; # the gateway's own cost; Redis's CPU is not counted
     esac
 }
 
@@ -389,6 +443,20 @@ ratio_cells() { # ratio_cells WORKLOAD A B COLUMN... -> "r1 | r2 ...": A/B of ea
         for w in $WORKLOADS; do
             echo "| $w | $(ratio_cells "$w" gateway_b gateway 4 6 8) | $(ratio_cells "$w" gateway_b nginx 4 8) |"
         done
+    fi
+    if ((LIMITS)); then
+        echo
+        echo "Per-tenant limits (every limit on, never reached) against the gateway without limits:"
+        echo
+        echo "| workload | gw_local/gateway req/s | gw_local/gateway p99 | gw_local/gateway CPU/req | gw_redis/gateway req/s | gw_redis/gateway p99 | gw_redis/gateway CPU/req |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for w in $WORKLOADS; do
+            echo "| $w | $(ratio_cells "$w" gw_local gateway 4 6 8) | $(ratio_cells "$w" gw_redis gateway 4 6 8) |"
+        done
+        echo
+        echo "Requests gw_redis checked locally because Redis failed or was slow (should be 0):" \
+            "$(curl -sS -m 5 "http://127.0.0.1:$GW_REDIS_PORT/metrics" |
+                awk '$1 == "cortex_gateway_limits_backend_errors_total" { print $2 }')"
     fi
     echo
     awk -v k="$GW_HWM_END" 'BEGIN { printf "Gateway VmHWM (peak RSS since start) after all load runs: %.1f MiB\n", k / 1024 }'

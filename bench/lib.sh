@@ -228,3 +228,16 @@ export default { handle };
 EOF
     write_njs_upstream "$dir" "$port"
 }
+
+# redis_command PORT WORD... : one inline command to the redis-server on
+# 127.0.0.1:PORT; prints the first line of its answer (e.g. +PONG, :3).
+redis_command() {
+    local port=$1
+    shift
+    ( # a subshell: a refused connection must not end the calling script
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 0
+        printf '%s\r\n' "$*" >&3
+        IFS= read -r -t 2 line <&3 || true
+        printf '%s\n' "${line%$'\r'}"
+    ) 2>/dev/null
+}

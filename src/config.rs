@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::auth::settings::RawAuth;
 use crate::listener::RawServer;
 use crate::metrics::RawMetrics;
+use crate::ratelimit::RawLimits;
 use crate::telemetry::settings::{RawLog, RawTracing};
 use crate::upstream::{validate_upstreams, RawProxy};
 
 pub use crate::auth::settings::AuthSettings;
 pub use crate::listener::ServerSettings;
 pub use crate::metrics::MetricsSettings;
+pub use crate::ratelimit::LimitSettings;
 pub use crate::routes::{CustomRoute, ALERTMANAGER, DISTRIBUTOR, QUERY_FRONTEND, RULER};
 pub use crate::settings::{ConfigError, ENV_PREFIX};
 pub use crate::telemetry::settings::{LogFormat, LogSettings, TracingSettings};
@@ -57,6 +59,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub tracing: TracingSettings,
     pub metrics: MetricsSettings,
+    pub limits: LimitSettings,
     /// Operator-defined routes, in file order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<CustomRoute>,
@@ -74,6 +77,7 @@ struct RawSettings {
     log: RawLog,
     tracing: RawTracing,
     metrics: RawMetrics,
+    limits: RawLimits,
     routes: Vec<CustomRoute>,
 }
 
@@ -217,14 +221,18 @@ impl RawSettings {
         let upstreams = validate_upstreams(self.upstreams)?;
         let names: Vec<&str> = upstreams.keys().map(String::as_str).collect();
         crate::routes::validate_custom_routes(&self.routes, &names)?;
+        let auth = self.auth.validate()?;
+        let limits = self.limits.validate()?;
+        crate::ratelimit::validate_tenant_limits(&limits.values, &auth.tenants)?;
         Ok(Settings {
             server: self.server.validate()?,
             upstreams,
             proxy: self.proxy.validate()?,
-            auth: self.auth.validate()?,
+            auth,
             log: self.log.validate()?,
             tracing: self.tracing.validate()?,
             metrics: self.metrics.validate(),
+            limits,
             routes: self.routes,
         })
     }
@@ -452,6 +460,19 @@ mod tests {
             (
                 "[server]\nmax_request_headers = 0\n",
                 "server.max_request_headers: ",
+            ),
+            (
+                "[limits]\nbackend = \"redis\"\n",
+                "limits.redis_url: must be set when limits.backend = \"redis\"",
+            ),
+            ("[limits]\nbackend = \"memcached\"\n", "limits.backend: "),
+            (
+                "[limits]\nbackend = \"redis\"\nredis_url = \"localhost:6379\"\n",
+                "limits.redis_url: must start with redis:// or rediss://",
+            ),
+            (
+                "[auth.tenants.team-a.limits]\nrequests_per_second = -1\n",
+                "auth.tenants.team-a.limits.requests_per_second: ",
             ),
         ] {
             let error = error_of(Some(file), MINIMAL);

@@ -16,6 +16,7 @@ use crate::authz::AuthzError;
 use crate::limits::LimitError;
 use crate::metrics::Metrics;
 use crate::proxy::ProxyError;
+use crate::ratelimit::RateLimitError;
 use crate::routes::{RouteError, ALLOWED_METHODS};
 
 /// Any reason a request is not forwarded, or its forwarding failed.
@@ -31,6 +32,8 @@ pub enum GatewayError {
     Proxy(#[from] ProxyError),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
 }
 
 impl ResponseError for GatewayError {
@@ -51,6 +54,7 @@ impl ResponseError for GatewayError {
             GatewayError::Proxy(_) => StatusCode::BAD_GATEWAY,
             GatewayError::Limit(LimitError::UriTooLong { .. }) => StatusCode::URI_TOO_LONG,
             GatewayError::Limit(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::RateLimit(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -62,6 +66,7 @@ impl ResponseError for GatewayError {
             GatewayError::Auth(error) => format!("Invalid bearer token: {error}"),
             GatewayError::Route(RouteError::NotFound) => "404 page not found".to_owned(),
             GatewayError::Authz(error) => format!("Forbidden: {error}"),
+            GatewayError::RateLimit(error) => format!("Too Many Requests: {error}"),
             other => other.to_string(),
         };
         match self {
@@ -77,6 +82,9 @@ impl ResponseError for GatewayError {
             }
             GatewayError::Route(RouteError::MethodNotAllowed(_)) => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS)));
+            }
+            GatewayError::RateLimit(error) => {
+                response.insert_header((header::RETRY_AFTER, error.retry_after_secs()));
             }
             _ => {}
         }
@@ -118,6 +126,10 @@ pub fn observe_refusal(refusal: &GatewayError, req: &HttpRequest, metrics: &Metr
         }
         GatewayError::Authz(error) => {
             tracing::info!(%error, path = req.path(), "request forbidden");
+        }
+        GatewayError::RateLimit(error) => {
+            metrics.rate_limits.limited(error.tenant(), error.limit());
+            tracing::debug!(%error, path = req.path(), "request limited");
         }
         GatewayError::Route(_) | GatewayError::Proxy(_) => {}
     }

@@ -139,6 +139,37 @@ impl ReloadMetrics {
     }
 }
 
+/// The series of the per-tenant limits ([`crate::ratelimit`]), owned by
+/// the rate limiter and counted by [`crate::error::observe_refusal`].
+#[derive(Clone)]
+pub struct RateLimitMetrics {
+    limited: IntCounterVec,
+    backend_errors: IntCounter,
+    tenant_inflight: IntGaugeVec,
+    per_tenant: bool,
+}
+
+impl RateLimitMetrics {
+    /// Counts a request refused by `limit`; with `metrics.per_tenant =
+    /// false` the tenant label is left empty, as for the success counter.
+    pub fn limited(&self, tenant: &str, limit: &str) {
+        let tenant = if self.per_tenant { tenant } else { "" };
+        self.limited.with_label_values(&[tenant, limit]).inc();
+    }
+
+    /// Counts a request checked locally because Redis failed.
+    pub fn backend_error(&self) {
+        self.backend_errors.inc();
+    }
+
+    /// The tenant's in-flight gauge: only with per-tenant metrics, since a
+    /// gauge without the tenant would only repeat `inflight_requests`.
+    pub fn tenant_inflight(&self, tenant: &str) -> Option<IntGauge> {
+        self.per_tenant
+            .then(|| self.tenant_inflight.with_label_values(&[tenant]))
+    }
+}
+
 /// Why an upstream call failed, for `cortex_gateway_upstream_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamErrorKind {
@@ -232,6 +263,7 @@ pub struct Metrics {
     pub auth: AuthMetrics,
     pub keys: KeyMetrics,
     pub reloads: ReloadMetrics,
+    pub rate_limits: RateLimitMetrics,
     forwarded: IntCounterVec,
     rejected: IntCounterVec,
     inflight: IntGaugeVec,
@@ -297,6 +329,38 @@ impl Metrics {
             ),
             per_tenant,
         };
+        let rate_limits = RateLimitMetrics {
+            limited: counter(
+                "limited_requests_total",
+                "Requests refused (429) by a per-tenant limit: requests, ingest_bytes, inflight.",
+                &["tenant", "limit"],
+            ),
+            backend_errors: register(
+                &registry,
+                IntCounter::with_opts(opts(
+                    "limits_backend_errors_total",
+                    "Requests checked against the local limits because Redis failed or was slow.",
+                ))
+                .expect("valid metric"),
+            ),
+            tenant_inflight: register(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "tenant_inflight_requests",
+                        "Requests of a tenant in flight in this replica (limits.max_inflight).",
+                    ),
+                    &["tenant"],
+                )
+                .expect("valid metric"),
+            ),
+            per_tenant,
+        };
+        if !per_tenant {
+            for limit in crate::ratelimit::RateLimitError::LIMITS {
+                rate_limits.limited.with_label_values(&["", limit]);
+            }
+        }
         let forwarded = counter(
             "proxy_requests_total",
             "The total number of requests forwarded to an upstream.",
@@ -450,6 +514,7 @@ impl Metrics {
             auth,
             keys,
             reloads,
+            rate_limits,
             forwarded,
             rejected,
             inflight,

@@ -6,8 +6,8 @@
 //! that module's own error, and the first refusal ends the request: it is
 //! counted, logged and answered in one place ([`crate::error`]). A new
 //! rule goes into the step it belongs to: a scope check into
-//! [`crate::authz::authorize`], a per-tenant limiter beside
-//! [`Limits::admit_body`], a key source into [`crate::auth::keys`].
+//! [`crate::authz::authorize`], a per-tenant limit into
+//! [`RateLimiter::admit`], a key source into [`crate::auth::keys`].
 
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use crate::authz;
 use crate::error::{observe_refusal, GatewayError};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::proxy::{Forwarder, Target};
+use crate::proxy::{Forwarder, ProxyError, Target};
+use crate::ratelimit::RateLimiter;
 use crate::routes::{self, Route, RouteError, RouteTable};
 
 /// What every request shares, built once at start-up and read by every
@@ -28,6 +29,8 @@ pub struct Pipeline {
     routes: RouteTable<Arc<Target>>,
     authenticator: Arc<Authenticator>,
     limits: Limits,
+    /// The per-tenant limits; shared with whoever reloads them.
+    rate_limiter: Arc<RateLimiter>,
     metrics: Metrics,
 }
 
@@ -36,12 +39,14 @@ impl Pipeline {
         routes: RouteTable<Arc<Target>>,
         authenticator: Arc<Authenticator>,
         limits: Limits,
+        rate_limiter: Arc<RateLimiter>,
         metrics: Metrics,
     ) -> Self {
         Self {
             routes,
             authenticator,
             limits,
+            rate_limiter,
             metrics,
         }
     }
@@ -69,7 +74,7 @@ impl Pipeline {
     /// order of these lines: a method that is never forwarded (405), then
     /// a path nothing routes (404, or 400 when it is not canonical either),
     /// then the token (401), then a non-canonical path under a route (400),
-    /// then authorization (403), then the limits (413).
+    /// then authorization (403), then the limits (413, then 429).
     async fn run(
         &self,
         req: &HttpRequest,
@@ -81,13 +86,28 @@ impl Pipeline {
         routes::check_canonical(req.path())?;
         let permit = authz::authorize(&principal, route, self.authenticator.require_scope())?;
         self.limits.admit_body(req.headers())?;
+        let admission = self
+            .rate_limiter
+            .admit(&principal, route, req.headers())
+            .await?;
         let root_span = tracing::Span::current();
         root_span.record("tenant", principal.tenant.as_str());
         root_span.record("upstream", target.name.as_str());
-        let response = forwarder
-            .forward(target, req, payload, &permit, self.limits.max_body())
-            .await?;
-        Ok(response)
+        forwarder
+            .forward(
+                target,
+                req,
+                payload,
+                &permit,
+                self.limits.max_body(),
+                admission,
+            )
+            .await
+            .map_err(|error| match error {
+                // A chunked body over the ingest rate, refused as it streamed.
+                ProxyError::RateLimited(limited) => GatewayError::RateLimit(limited),
+                other => GatewayError::Proxy(other),
+            })
     }
 
     /// Finds the route for the request's method and path.

@@ -26,6 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::authz::Permit;
 use crate::metrics::{InflightGuard, TargetMetrics, UpstreamErrorKind};
+use crate::ratelimit::{Admission, BodyMeter, RateLimitError};
 use crate::telemetry::HeaderInjector;
 use crate::upstream::{ProxySettings, Upstream};
 use crate::upstream::{ResponseBody, UpstreamClient, UpstreamError};
@@ -50,7 +51,8 @@ const NOT_FORWARDED: [HeaderName; 11] = [
     header::HOST,
 ];
 
-/// Why forwarding failed: the upstream (502, 504) or the request body (400, 413).
+/// Why forwarding failed: the upstream (502, 504) or the request body (400,
+/// 413, or 429 for a chunked body over the tenant's ingest rate).
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("upstream {upstream} is unreachable")]
@@ -63,6 +65,8 @@ pub enum ProxyError {
     ClientBody,
     #[error("request body exceeds server.max_request_body_size ({limit} bytes)")]
     BodyTooLarge { limit: u64 },
+    #[error(transparent)]
+    RateLimited(RateLimitError),
 }
 
 impl ProxyError {
@@ -145,7 +149,9 @@ impl Forwarder {
 
     /// Streams `req` with `payload` to `target` with the permit's
     /// `X-Scope-OrgID`, and streams the answer back. A body that grows
-    /// past `max_body` as it streams is cut off and answered 413.
+    /// past `max_body` as it streams is cut off and answered 413, one over
+    /// the tenant's ingest rate 429. The `admission` is held until the
+    /// response body has been sent: the request is in flight until then.
     pub async fn forward(
         &self,
         target: &Arc<Target>,
@@ -153,6 +159,7 @@ impl Forwarder {
         payload: web::Payload,
         permit: &Permit,
         max_body: u64,
+        mut admission: Admission,
     ) -> Result<HttpResponse, ProxyError> {
         let span = self.upstream_span(req, target);
         let body = LimitedBody {
@@ -160,6 +167,7 @@ impl Forwarder {
             remaining: max_body,
             forwarded: 0,
             counter: target.metrics.request_bytes_counter(),
+            meter: admission.body_meter(),
         };
         let outgoing = upstream_request(
             req,
@@ -184,6 +192,7 @@ impl Forwarder {
             target: Arc::clone(target),
             bytes: 0,
             _inflight: inflight,
+            _admission: admission,
             access_log: tracing::enabled!(tracing::Level::DEBUG)
                 .then(|| AccessLog::new(req, target, status, permit, started)),
         };
@@ -247,15 +256,22 @@ impl Forwarder {
             .send(&target.upstream, outgoing)
             .instrument(span.clone())
             .await;
+        let refused_body = match &sent {
+            Err(UpstreamError::RequestBody(error)) => std::error::Error::source(error)
+                .and_then(|cause| cause.downcast_ref::<RequestBodyError>()),
+            _ => None,
+        };
+        match refused_body {
+            Some(RequestBodyError::TooLarge) => {
+                return Err(ProxyError::BodyTooLarge { limit: max_body })
+            }
+            Some(RequestBodyError::RateLimited(limited)) => {
+                return Err(ProxyError::RateLimited(limited.clone()))
+            }
+            Some(RequestBodyError::Client(_)) | None => {}
+        }
         match sent {
             Ok(response) => Ok(response),
-            Err(UpstreamError::RequestBody(error))
-                if std::error::Error::source(&error)
-                    .and_then(|cause| cause.downcast_ref::<RequestBodyError>())
-                    .is_some_and(|cause| matches!(cause, RequestBodyError::TooLarge)) =>
-            {
-                Err(ProxyError::BodyTooLarge { limit: max_body })
-            }
             Err(error) => {
                 let detail = error.to_string();
                 let (error, kind) = ProxyError::from_upstream(&target.name, error);
@@ -355,11 +371,12 @@ impl AccessLog {
 }
 
 /// Bookkeeping that ends with the response body: byte count, in-flight
-/// gauge, access log line.
+/// gauge and the tenant's in-flight permit, access log line.
 struct Completion {
     target: Arc<Target>,
     bytes: u64,
     _inflight: InflightGuard,
+    _admission: Admission,
     access_log: Option<AccessLog>,
 }
 
@@ -476,16 +493,20 @@ enum RequestBodyError {
     #[error("request body too large")]
     TooLarge,
     #[error(transparent)]
+    RateLimited(RateLimitError),
+    #[error(transparent)]
     Client(#[from] PayloadError),
 }
 
-/// The client's body, cut off with an error once it grows past the limit.
-/// The error aborts the upstream request, so the rest is never forwarded.
+/// The client's body, cut off with an error once it grows past the limit
+/// or, chunked, past the tenant's ingest rate. The error aborts the
+/// upstream request, so the rest is never forwarded.
 struct LimitedBody<S> {
     inner: S,
     remaining: u64,
     forwarded: u64,
     counter: IntCounter,
+    meter: Option<BodyMeter>,
 }
 
 impl<S> Drop for LimitedBody<S> {
@@ -506,6 +527,9 @@ where
                 let len = chunk.len() as u64;
                 if len > self.remaining {
                     return Poll::Ready(Some(Err(RequestBodyError::TooLarge)));
+                }
+                if let Some(Err(limited)) = self.meter.as_ref().map(|meter| meter.charge(len)) {
+                    return Poll::Ready(Some(Err(RequestBodyError::RateLimited(limited))));
                 }
                 self.remaining -= len;
                 self.forwarded += len;
@@ -590,7 +614,8 @@ fn request_body_length(headers: &HeaderMap) -> RequestBody {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The client's declared `Content-Length`, when it is a number.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()

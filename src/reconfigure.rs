@@ -1,10 +1,11 @@
 //! A running gateway following its configuration: on `SIGHUP`, and when
 //! the configuration file changes, the settings are read again the way
-//! they were at start-up (file, environment, flags) and the `[auth]`
-//! section (keys, secrets, versions, audiences, issuers, JWKS sources,
-//! per-tenant settings) is swapped in whole, between two requests. A
-//! configuration that does not load is logged and the running one stays.
-//! Sections that only take effect on a restart (listener, upstreams, ...)
+//! they were at start-up (file, environment, flags); the `[auth]` section
+//! (keys, secrets, versions, audiences, issuers, JWKS sources, per-tenant
+//! settings) is swapped in whole, between two requests, and the limits'
+//! numbers follow (buckets of unchanged tenants kept). A configuration that
+//! does not load is logged and the running one stays. Settings that only
+//! take effect on a restart (listener, upstreams, the limits' backend, ...)
 //! are named in the log when they changed.
 
 use std::path::Path;
@@ -14,12 +15,14 @@ use std::time::SystemTime;
 use crate::auth::Authenticator;
 use crate::config::{ConfigSource, Settings};
 use crate::metrics::ReloadMetrics;
+use crate::ratelimit::RateLimiter;
 use crate::reload::{Reload, Trigger};
 
 /// The configuration in force and where it comes from.
 pub struct Reconfigure {
     source: ConfigSource,
     authenticator: Arc<Authenticator>,
+    rate_limiter: Arc<RateLimiter>,
     metrics: ReloadMetrics,
     /// The settings in force, and the file's modification time when they
     /// were read.
@@ -31,12 +34,14 @@ impl Reconfigure {
         source: ConfigSource,
         running: Settings,
         authenticator: Arc<Authenticator>,
+        rate_limiter: Arc<RateLimiter>,
         metrics: ReloadMetrics,
     ) -> Self {
         let stamp = source.file.as_deref().and_then(modified);
         Self {
             source,
             authenticator,
+            rate_limiter,
             metrics,
             running: Mutex::new((running, stamp)),
         }
@@ -48,6 +53,8 @@ impl Reconfigure {
         self.authenticator
             .replace(&new.auth)
             .map_err(|e| format!("auth: {e}"))?;
+        self.rate_limiter
+            .update(&new.limits.values, &new.auth.tenants);
         let restart = sections_needing_restart(running, &new);
         if !restart.is_empty() {
             tracing::warn!(
@@ -94,11 +101,27 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The top-level sections other than `[auth]` that differ.
+/// The limits' numbers, which a reload applies; the rest of `[limits]`
+/// (backend, Redis) needs a restart.
+const RELOADED_LIMITS: [&str; 5] = [
+    "requests_per_second",
+    "burst",
+    "ingest_bytes_per_second",
+    "ingest_burst_bytes",
+    "max_inflight",
+];
+
+/// The top-level sections whose restart-only settings differ.
 fn sections_needing_restart(running: &Settings, new: &Settings) -> Vec<String> {
-    let table = |settings: &Settings| match toml::Value::try_from(settings) {
-        Ok(toml::Value::Table(table)) => table,
-        _ => toml::Table::new(),
+    let table = |settings: &Settings| {
+        let mut table = match toml::Value::try_from(settings) {
+            Ok(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        if let Some(toml::Value::Table(limits)) = table.get_mut("limits") {
+            limits.retain(|key, _| !RELOADED_LIMITS.contains(&key));
+        }
+        table
     };
     let (before, after) = (table(running), table(new));
     let mut changed: Vec<String> = before
@@ -133,8 +156,16 @@ mod tests {
     #[test]
     fn only_sections_outside_auth_need_a_restart() {
         let running = settings(&[]);
-        let auth_only = settings(&[("CORTEX_GATEWAY__AUTH__MIN_TOKEN_VERSION", "3")]);
-        assert!(sections_needing_restart(&running, &auth_only).is_empty());
+        let reloaded = settings(&[
+            ("CORTEX_GATEWAY__AUTH__MIN_TOKEN_VERSION", "3"),
+            ("CORTEX_GATEWAY__LIMITS__REQUESTS_PER_SECOND", "7"),
+        ]);
+        assert!(sections_needing_restart(&running, &reloaded).is_empty());
+        let backend = settings(&[
+            ("CORTEX_GATEWAY__LIMITS__BACKEND", "redis"),
+            ("CORTEX_GATEWAY__LIMITS__REDIS_URL", "redis://127.0.0.1:1"),
+        ]);
+        assert_eq!(sections_needing_restart(&running, &backend), ["limits"]);
         let moved = settings(&[
             ("CORTEX_GATEWAY__SERVER__HTTP_LISTEN_PORT", "9999"),
             (

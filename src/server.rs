@@ -27,6 +27,7 @@ use crate::limits::Limits;
 use crate::metrics::{route_label, Metrics};
 use crate::pipeline::Pipeline;
 use crate::proxy::{Forwarder, Target};
+use crate::ratelimit::RateLimiter;
 use crate::reconfigure::Reconfigure;
 use crate::reload::{self, Reload};
 use crate::routes::{self, RouteTable};
@@ -54,6 +55,7 @@ pub struct Gateway {
     settings: Arc<Settings>,
     pipeline: web::Data<Pipeline>,
     authenticator: Arc<Authenticator>,
+    rate_limiter: Arc<RateLimiter>,
     /// The route prefixes, registered with actix only so that
     /// `actix-web-prom` labels requests with their route (its `endpoint`).
     prefixes: Vec<String>,
@@ -130,6 +132,11 @@ impl Gateway {
                 key: e.key.to_owned(),
                 message: e.message,
             })?;
+        let rate_limiter = Arc::new(RateLimiter::new(
+            &settings.limits,
+            &settings.auth.tenants,
+            metrics.rate_limits.clone(),
+        )?);
         let pipeline = Pipeline::new(
             routes,
             Arc::clone(&authenticator),
@@ -138,11 +145,13 @@ impl Gateway {
                 settings.server.max_request_headers,
                 settings.server.max_request_body_size,
             ),
+            Arc::clone(&rate_limiter),
             metrics.clone(),
         );
         Ok(Self {
             pipeline: web::Data::new(pipeline),
             authenticator,
+            rate_limiter,
             prefixes,
             metrics: web::Data::new(metrics),
             inject_trace_context,
@@ -290,6 +299,7 @@ impl Gateway {
                 source,
                 (*self.settings).clone(),
                 Arc::clone(&self.authenticator),
+                Arc::clone(&self.rate_limiter),
                 self.metrics.reloads.clone(),
             )));
         }

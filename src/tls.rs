@@ -235,12 +235,7 @@ pub fn upstream_client_config(
                 .with_no_client_auth(),
         ));
     }
-    let mut roots = RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        // A malformed system certificate must not stop the gateway; the
-        // upstreams it would have verified fail visibly instead.
-        let _ = roots.add(certificate);
-    }
+    let mut roots = system_roots();
     if let Some(path) = &settings.tls_ca_file {
         for certificate in read_certificates("proxy.tls_ca_file", path)? {
             roots
@@ -250,6 +245,30 @@ pub fn upstream_client_config(
     }
     Ok(Arc::new(
         builder.with_root_certificates(roots).with_no_client_auth(),
+    ))
+}
+
+/// The system's root certificates. A malformed one must not stop the
+/// gateway; the peers it would have verified fail visibly instead.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    for certificate in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(certificate);
+    }
+    roots
+}
+
+/// TLS settings for a `rediss://` limits backend: the system's roots, as a
+/// managed Redis (ElastiCache, Memorystore) presents a publicly trusted
+/// certificate; `key` is the setting named when TLS cannot be set up.
+pub fn system_client_config(key: &'static str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| error(key, e.to_string()))?;
+    Ok(Arc::new(
+        builder
+            .with_root_certificates(system_roots())
+            .with_no_client_auth(),
     ))
 }
 

@@ -1094,6 +1094,7 @@ mod tests {
             "team-b".to_owned(),
             settings::TenantSettings {
                 min_token_version: Some(5),
+                ..Default::default()
             },
         );
         let authenticator = Authenticator::new(&auth).unwrap();

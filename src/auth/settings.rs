@@ -91,6 +91,9 @@ pub struct TenantSettings {
     /// every older token of the tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_token_version: Option<u64>,
+    /// `[auth.tenants.<id>.limits]`: replaces `[limits]` key by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::ratelimit::TenantLimits>,
 }
 
 /// The lowest `version` accepted for `tenant`.

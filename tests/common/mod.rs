@@ -743,11 +743,7 @@ impl Gateway {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit, at most `timeout`.
@@ -805,6 +801,15 @@ impl Drop for Gateway {
     }
 }
 
+/// Sends `signal` (`HUP`, `STOP`, …) to the process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 /// How many log lines carry `message` and name `trigger` as its cause.
 pub fn reload_lines(gateway: &Gateway, message: &str, trigger: &str) -> usize {
     gateway
@@ -839,6 +844,11 @@ pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "not in 30 s: {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits up to 30 s (a slow shared machine) for `condition`.
+pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    eventually(what, || condition().then_some(()));
 }
 
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -919,6 +929,25 @@ pub fn raw_http(addr: SocketAddr, request: &[u8]) -> std::io::Result<RawResponse
         head,
         body: buffer[split + 4..].to_vec(),
     })
+}
+
+/// Sends `method path` as `tenant` with a sized `body` on a connection of
+/// its own, and reads the whole answer.
+pub fn tenant_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    tenant: &str,
+    body: &[u8],
+) -> RawResponse {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        tenant_token(tenant),
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw_http(addr, &request).unwrap()
 }
 
 /// Reads one whole response off a kept-alive connection: its head, then a

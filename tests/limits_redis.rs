@@ -1,0 +1,192 @@
+//! The Redis backend with a real `redis-server` (Debian's, installed by
+//! `.ci/run`) and two gateway processes: together they enforce one limit;
+//! with Redis stopped every request is still served (from each replica's
+//! local buckets) and neither gateway exits; with Redis back, so is the
+//! shared limit. Redis is started on a free port and stopped by its PID.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{
+    free_port, sample, send_signal, tenant_request, wait_until, Gateway, GatewayBuilder, Upstream,
+};
+
+/// A `redis-server` of this test, without persistence.
+struct RedisServer {
+    child: Child,
+}
+
+impl RedisServer {
+    fn start(port: u16) -> Self {
+        let dir = std::env::temp_dir();
+        let child = Command::new("redis-server")
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs Debian's redis-server)");
+        wait_until("redis-server answers PING", || ping(port));
+        Self { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it by its PID, and waits until it is gone.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut answer = [0; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut answer).is_ok()
+        && &answer == b"+PONG\r\n"
+}
+
+/// How many times `gateway` has logged connecting to Redis.
+fn connections(gateway: &Gateway) -> usize {
+    gateway
+        .logs()
+        .matches("limits backend connected to Redis")
+        .count()
+}
+
+/// Sends `count` queries of `tenant`, alternating between the gateways;
+/// returns how many passed. Every answer is a 200 or a 429, never a 5xx.
+fn passed(gateways: &[Gateway], tenant: &str, count: usize) -> usize {
+    (0..count)
+        .filter(|i| {
+            let gateway = &gateways[i % gateways.len()];
+            let response = tenant_request(gateway.addr(), "GET", "/api/v1/query", tenant, b"");
+            assert!(
+                matches!(response.status, 200 | 429),
+                "{}: {}",
+                response.status,
+                response.text()
+            );
+            response.status == 200
+        })
+        .count()
+}
+
+/// The `[limits]` of a gateway on the Redis at `port`.
+fn redis_limits(port: u16, burst: u32, timeout: &str) -> String {
+    format!(
+        "[limits]\nrequests_per_second = 0.01\nburst = {burst}\nbackend = \"redis\"\n\
+         redis_url = \"redis://127.0.0.1:{port}\"\nredis_timeout = \"{timeout}\"\n"
+    )
+}
+
+#[test]
+fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
+    let port = free_port();
+    let mut redis = RedisServer::start(port);
+    let upstream = Upstream::start("query-frontend");
+    // A generous timeout: on a loaded machine a slow answer would fall back
+    // to the local buckets and blur the shared count.
+    let config = redis_limits(port, 6, "5s");
+    let gateways: Vec<Gateway> = (0..2)
+        .map(|_| {
+            GatewayBuilder::new(&upstream.url(), &upstream.url())
+                .config(&config)
+                .start()
+        })
+        .collect();
+    for gateway in &gateways {
+        wait_until("the gateway connects to Redis", || {
+            connections(gateway) == 1
+        });
+    }
+
+    // One bucket for both: 6 pass in all, not 6 each.
+    assert_eq!(passed(&gateways, "team-a", 20), 6);
+    assert_eq!(upstream.requests().len(), 6);
+    for gateway in &gateways {
+        let limited = sample(
+            &gateway.samples(),
+            "cortex_gateway_limited_requests_total",
+            &[("tenant", "team-a"), ("limit", "requests")],
+        );
+        assert_eq!(limited, Some(7.0), "each gateway refused its half");
+    }
+
+    // Redis stops: every request is served from each gateway's own bucket,
+    // still full (4 requests each, under a burst of 6), and counted.
+    redis.stop();
+    assert_eq!(passed(&gateways, "team-a", 8), 8);
+    for gateway in &gateways {
+        assert!(gateway.metric("cortex_gateway_limits_backend_errors_total") >= 1.0);
+        let health = common::raw_http(
+            gateway.addr(),
+            b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(health.status, 200, "the gateway keeps running");
+        assert!(gateway.logs().contains("limits backend lost Redis"));
+    }
+
+    // Redis is back (empty): the gateways reconnect, and one shared bucket
+    // is enforced again.
+    let _redis = RedisServer::start(port);
+    for gateway in &gateways {
+        wait_until("the gateway reconnects to Redis", || {
+            connections(gateway) == 2
+        });
+    }
+    assert_eq!(passed(&gateways, "team-b", 20), 6);
+}
+
+#[test]
+fn a_redis_slower_than_the_timeout_is_skipped_while_it_is() {
+    let port = free_port();
+    let redis = RedisServer::start(port);
+    let upstream = Upstream::start("query-frontend");
+    let gateways = [GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .config(&redis_limits(port, 3, "100ms"))
+        .start()];
+    wait_until("the gateway connects to Redis", || {
+        connections(&gateways[0]) == 1
+    });
+
+    // Redis stops answering: each request waits at most the timeout, then
+    // the local bucket (burst 3) decides; nothing fails.
+    send_signal(redis.pid(), "STOP");
+    assert_eq!(passed(&gateways, "team-a", 5), 3);
+    assert!(gateways[0].metric("cortex_gateway_limits_backend_errors_total") >= 1.0);
+
+    // Redis answers again (on the same connection, or a new one once the
+    // old one was given up): the gateway uses it again.
+    send_signal(redis.pid(), "CONT");
+    let errors = || gateways[0].metric("cortex_gateway_limits_backend_errors_total");
+    wait_until("Redis decides again", || {
+        let before = errors();
+        passed(&gateways, "team-b", 1);
+        errors() == before
+    });
+    assert_eq!(passed(&gateways, "team-c", 5), 3);
+    let before = errors();
+    assert_eq!(passed(&gateways, "team-c", 2), 0);
+    assert_eq!(errors(), before, "Redis decided");
+}
