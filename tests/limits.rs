@@ -163,6 +163,35 @@ fn a_tenants_override_beats_the_global_value() {
     assert_eq!(setup.query_frontend.requests().len(), 16);
 }
 
+/// Limits follow a reload of the configuration: a tenant whose limits
+/// changed gets its new bucket, one whose limits did not keeps its empty
+/// bucket (a reload is no way to a fresh burst).
+#[test]
+fn limits_follow_a_reload_and_unchanged_tenants_keep_their_buckets() {
+    let config = |big_burst: u32| {
+        format!(
+            "[limits]\nrequests_per_second = 0.01\nburst = 2\n\n\
+             [auth.tenants.team-big.limits]\nburst = {big_burst}\n"
+        )
+    };
+    let setup = Setup::start(&config(3));
+    let limit = "requests_per_second";
+    assert_eq!(passed(4, limit, || setup.query("team-small")), 2);
+    assert_eq!(passed(4, limit, || setup.query("team-big")), 3);
+
+    setup.gateway.rewrite_config(&config(7));
+    setup.gateway.signal("HUP");
+    wait_until("team-big's new burst is in force", || {
+        setup.query("team-big").status == 200
+    });
+    assert_eq!(passed(10, limit, || setup.query("team-big")), 6, "7 in all");
+    assert_eq!(
+        passed(3, limit, || setup.query("team-small")),
+        0,
+        "team-small's limits did not change: its bucket stays empty"
+    );
+}
+
 #[test]
 fn ingest_bytes_are_charged_on_write_routes_only() {
     let setup = Setup::start("[limits]\ningest_bytes_per_second = 1\ningest_burst_bytes = 1000\n");

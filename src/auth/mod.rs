@@ -11,7 +11,7 @@ mod mint;
 pub mod settings;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -209,6 +209,9 @@ pub struct Authenticator {
     fetcher: Option<Fetcher>,
     metrics: Option<AuthMetrics>,
     key_metrics: Option<KeyMetrics>,
+    /// `auth.require_scope` of the verifier in `current`, readable
+    /// without the lock on every request.
+    require_scope: AtomicBool,
     /// `auth.extra_headers`, fixed for the life of the process: the
     /// forwarder strips the same headers, and a list that changed under it
     /// could pass a token upstream.
@@ -328,9 +331,11 @@ impl Authenticator {
         key_metrics: Option<KeyMetrics>,
     ) -> Self {
         let extra_headers = policy.settings.extra_headers.clone();
+        let require_scope = AtomicBool::new(policy.settings.require_scope);
         let verifier = Verifier::gather(Arc::new(policy));
         Self {
             extra_headers,
+            require_scope,
             current_id: AtomicU64::new(verifier.id),
             current: RwLock::new(Arc::new(verifier)),
             fetcher,
@@ -348,6 +353,8 @@ impl Authenticator {
 
     fn install(&self, verifier: Verifier) {
         let id = verifier.id;
+        self.require_scope
+            .store(verifier.policy.settings.require_scope, Ordering::Release);
         match self.current.write() {
             Ok(mut current) => *current = Arc::new(verifier),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(verifier),
@@ -377,7 +384,7 @@ impl Authenticator {
 
     /// `auth.require_scope` as in force now.
     pub fn require_scope(&self) -> bool {
-        self.current().policy.settings.require_scope
+        self.require_scope.load(Ordering::Acquire)
     }
 
     /// Takes `settings` in place of the current ones; on an error the
