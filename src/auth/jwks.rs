@@ -150,6 +150,9 @@ struct Fetched {
     last_success: Option<Instant>,
     /// When an unknown `kid` last caused a fetch.
     last_refetch: Option<Instant>,
+    /// Whether that fetch is still to finish: requests with the same new
+    /// `kid` wait for it instead of being refused meanwhile.
+    refetch_pending: bool,
 }
 
 /// One JWKS or OIDC source and its fetch task.
@@ -181,6 +184,12 @@ impl JwksSource {
             metrics.prepare(location.url());
             metrics.age(location.url(), f64::INFINITY);
         }
+        if is_plain_http_elsewhere(location.url()) {
+            tracing::warn!(
+                source = location.url(),
+                "JWKS/OIDC source over plain http to another host: whoever can change the document in transit can sign tokens; use https"
+            );
+        }
         Self {
             location,
             refresh_interval,
@@ -193,6 +202,7 @@ impl JwksSource {
                 jwks_uri: None,
                 last_success: None,
                 last_refetch: None,
+                refetch_pending: false,
             }),
             version: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
@@ -243,20 +253,24 @@ impl JwksSource {
     /// A token named a `kid` nobody knows: the identity provider may have
     /// rotated. Wakes the fetch task unless it already fetched for this
     /// reason within `min_refetch_interval`, and returns what to wait on
-    /// for that fetch to finish; `None` when no fetch was started.
+    /// for that fetch to finish: the new one, or the one still running;
+    /// `None` when no fetch is due.
     pub fn request_refetch(&self) -> Option<watch::Receiver<u64>> {
         let mut fetched = self.fetched();
         let now = Instant::now();
-        if fetched
+        let due = fetched
             .last_refetch
-            .is_some_and(|last| now.duration_since(last) < self.min_refetch_interval)
-        {
+            .is_none_or(|last| now.duration_since(last) >= self.min_refetch_interval);
+        if !due && !fetched.refetch_pending {
             return None;
         }
-        fetched.last_refetch = Some(now);
         let mut receiver = self.attempts.subscribe();
         receiver.mark_unchanged();
-        self.wake.notify_one();
+        if due {
+            fetched.last_refetch = Some(now);
+            fetched.refetch_pending = true;
+            self.wake.notify_one();
+        }
         Some(receiver)
     }
 
@@ -411,6 +425,7 @@ async fn fetch_loop(source: Weak<JwksSource>) {
                 backoff(failures).min(refresh.max(MIN_REFRESH))
             }
         };
+        current.fetched().refetch_pending = false;
         current.attempts.send_modify(|n| *n += 1);
         // Not held while waiting: a source dropped by a reload ends the task.
         drop(current);
@@ -418,6 +433,15 @@ async fn fetch_loop(source: Weak<JwksSource>) {
         let sleep = actix_rt::time::sleep(wait);
         futures_util::future::select(pin!(woken), pin!(sleep)).await;
     }
+}
+
+/// Whether `url` is plain http to anything but the loopback interface.
+fn is_plain_http_elsewhere(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    !(host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]"))
 }
 
 /// 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].
@@ -510,6 +534,15 @@ mod tests {
         assert_eq!(max_age("MAX-AGE=\"60\""), Some(Duration::from_secs(60)));
         assert_eq!(max_age("no-store"), None);
         assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_loopback() {
+        assert!(is_plain_http_elsewhere("http://idp.example.com/keys"));
+        assert!(!is_plain_http_elsewhere("https://idp.example.com/keys"));
+        assert!(!is_plain_http_elsewhere("http://127.0.0.1:8080/keys"));
+        assert!(!is_plain_http_elsewhere("http://localhost/keys"));
+        assert!(!is_plain_http_elsewhere("http://[::1]:80/keys"));
     }
 
     #[test]
