@@ -51,9 +51,10 @@ impl Pipeline {
         }
     }
 
-    /// Whether tokens may still need keys that were never fetched.
+    /// Whether the key sources the gateway started with were never all
+    /// fetched (see [`Authenticator::awaiting_first_keys`]).
     pub fn keys_pending(&self) -> bool {
-        self.authenticator.pending()
+        self.authenticator.awaiting_first_keys()
     }
 
     /// The actix handler: every proxied path, and every path nothing

@@ -535,8 +535,9 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("Ok")
 }
 
-/// Ready unless draining, or while a JWKS or OIDC source has never been
-/// fetched: a pod that would answer every token 503 should get no traffic.
+/// Ready unless draining, or while a JWKS or OIDC source it started with
+/// has never been fetched: a pod that would answer every token 503 should
+/// get no traffic.
 async fn ready_endpoint(
     lifecycle: web::Data<Lifecycle>,
     pipeline: web::Data<Pipeline>,

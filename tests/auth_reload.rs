@@ -264,3 +264,40 @@ fn a_change_that_needs_a_restart_is_logged_and_the_gateway_serves_on() {
     assert_eq!(first.requests().len(), 4, "the running upstream stays");
     assert!(second.requests().is_empty());
 }
+
+/// A reload that adds a JWKS source nobody can reach: the pod stays ready
+/// (a bad configuration pushed to every replica must not empty the load
+/// balancer), HMAC tokens keep working, and an RS256 token, which could
+/// need the new source, gets 503 with `Retry-After` rather than 401.
+#[test]
+fn an_unreachable_source_added_by_a_reload_does_not_make_the_pod_unready() {
+    let upstream = Upstream::start("q");
+    let gateway = start(&upstream, &auth_config(&[S1], 0));
+    assert_eq!(gateway.ready_status(), 200);
+    let dead = format!("http://127.0.0.1:{}/keys", free_port());
+    reload(
+        &gateway,
+        &format!("{}jwks_url = [\"{dead}\"]\n", auth_config(&[S1], 0)),
+    );
+    eventually("the JWKS source is fetched (and fails)", || {
+        let fetch_errors = sample(
+            &gateway.samples(),
+            "cortex_gateway_jwks_fetches_total",
+            &[("source", &dead), ("outcome", "error")],
+        );
+        fetch_errors.filter(|errors| *errors >= 1.0)
+    });
+    assert_eq!(gateway.ready_status(), 200);
+    assert_eq!(gateway.get(QUERY, &signed(S1, "team-a", 1)).status, 200);
+    let header = base64_url(r#"{"alg":"RS256","kid":"new-key"}"#);
+    let claims = base64_url(r#"{"tenant_id":"team-a"}"#);
+    let unverifiable = format!("{header}.{claims}.c2lnbmF0dXJl");
+    let response = gateway.get(QUERY, &unverifiable);
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert!(response.header("retry-after").is_some());
+}
+
+fn base64_url(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}

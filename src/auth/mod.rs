@@ -209,6 +209,8 @@ pub struct Authenticator {
     fetcher: Option<Fetcher>,
     metrics: Option<AuthMetrics>,
     key_metrics: Option<KeyMetrics>,
+    /// Set once every source of the start-up settings had its keys.
+    had_first_keys: AtomicBool,
     /// `auth.require_scope` of the verifier in `current`, readable
     /// without the lock on every request.
     require_scope: AtomicBool,
@@ -336,6 +338,7 @@ impl Authenticator {
         Self {
             extra_headers,
             require_scope,
+            had_first_keys: AtomicBool::new(false),
             current_id: AtomicU64::new(verifier.id),
             current: RwLock::new(Arc::new(verifier)),
             fetcher,
@@ -373,13 +376,29 @@ impl Authenticator {
         }
     }
 
-    /// Whether some remote source has not been fetched yet (`/ready` is
-    /// 503 until it has).
+    /// Whether some remote source has not been fetched yet.
     pub fn pending(&self) -> bool {
         self.current()
             .policy
             .remotes()
             .any(|remote| remote.pending())
+    }
+
+    /// Whether the gateway still waits for the first keys of the sources
+    /// it started with (`/ready` is 503 until then). Once it had them, a
+    /// source added by a reload that cannot be fetched does not take the
+    /// pod out of service: a bad configuration pushed to every replica
+    /// must not empty the load balancer; the tokens that need that source
+    /// get their 503 one by one.
+    pub fn awaiting_first_keys(&self) -> bool {
+        if self.had_first_keys.load(Ordering::Acquire) {
+            return false;
+        }
+        let pending = self.pending();
+        if !pending {
+            self.had_first_keys.store(true, Ordering::Release);
+        }
+        pending
     }
 
     /// `auth.require_scope` as in force now.
