@@ -377,14 +377,16 @@ fn raise_open_files_limit() -> u64 {
 /// MiB after a few thousand connections, `BENCHMARKS.md`, Scale) until told
 /// to trim; trimming is cheap but not free, so it runs on the main thread
 /// (which serves no request), at most every few seconds, and only after at
-/// least a few hundred connections closed since the last check.
+/// least a few hundred connections closed since the last check, or after a
+/// large `/metrics` response (see [`LARGE_SCRAPE_BYTES`]).
 async fn return_memory_after_connections_close() {
     const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
     const MIN_CLOSED: usize = 256;
     let mut interval = actix_web::rt::time::interval(CHECK);
     loop {
         interval.tick().await;
-        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED {
+        let scraped = LARGE_SCRAPE_SINCE_TRIM.swap(false, Ordering::Relaxed);
+        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED || scraped {
             CLOSED_SINCE_TRIM.store(0, Ordering::Relaxed);
             trim_allocator();
         }
@@ -393,6 +395,25 @@ async fn return_memory_after_connections_close() {
 
 /// Client connections closed since the allocator was last trimmed.
 static CLOSED_SINCE_TRIM: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A `/metrics` response at least this large asks for a trim: rendering it
+/// took several times its size on the worker that served it, which glibc
+/// keeps after the response is sent. With `metrics.per_tenant` and 100,000
+/// tenants the exposition is 6.5 MiB and each scrape left 16–31 MiB behind
+/// (`BENCHMARKS.md`, "Many tenants"); a few hundred series stay far below.
+const LARGE_SCRAPE_BYTES: u64 = 1 << 20;
+
+/// Set when a large `/metrics` response was served since the last check.
+static LARGE_SCRAPE_SINCE_TRIM: AtomicBool = AtomicBool::new(false);
+
+/// Asks for a trim after a large `/metrics` response (see [`LARGE_SCRAPE_BYTES`]).
+fn note_scrape(path: &str, body: actix_web::body::BodySize) {
+    if let actix_web::body::BodySize::Sized(bytes) = body {
+        if bytes >= LARGE_SCRAPE_BYTES && path == "/metrics" {
+            LARGE_SCRAPE_SINCE_TRIM.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 #[cfg(target_env = "gnu")]
 fn trim_allocator() {
@@ -502,12 +523,14 @@ fn time_request<S, B>(
 ) -> impl std::future::Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
 {
     let started = std::time::Instant::now();
     let response = service.call(req);
     async move {
         let response = response.await?;
         let request = response.request();
+        note_scrape(request.path(), response.response().body().size());
         if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
             let computed;
             let pipeline = request.app_data::<web::Data<Pipeline>>();
@@ -552,5 +575,54 @@ async fn ready_endpoint(
             .body("signing keys not loaded yet")
     } else {
         HttpResponse::Ok().content_type("text/plain").body("ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test;
+
+    /// Only a large `/metrics` response asks for a trim; a small one, or a
+    /// large response on another path, does not.
+    #[actix_rt::test]
+    async fn a_large_scrape_asks_for_a_trim() {
+        let big = "x".repeat(LARGE_SCRAPE_BYTES as usize);
+        let app = test::init_service(
+            App::new()
+                .wrap_fn(time_request)
+                .route(
+                    "/metrics",
+                    web::get().to(
+                        |query: web::Query<std::collections::HashMap<String, String>>| {
+                            let size = if query.contains_key("big") {
+                                LARGE_SCRAPE_BYTES as usize
+                            } else {
+                                1000
+                            };
+                            async move { HttpResponse::Ok().body("x".repeat(size)) }
+                        },
+                    ),
+                )
+                .route(
+                    "/api/v1/query",
+                    web::get().to(move || {
+                        let big = big.clone();
+                        async move { HttpResponse::Ok().body(big) }
+                    }),
+                ),
+        )
+        .await;
+        let get = |uri: &str| test::TestRequest::get().uri(uri).to_request();
+        LARGE_SCRAPE_SINCE_TRIM.store(false, Ordering::Relaxed);
+        let small = test::call_and_read_body(&app, get("/metrics")).await;
+        assert_eq!(small.len(), 1000);
+        assert!(!LARGE_SCRAPE_SINCE_TRIM.load(Ordering::Relaxed));
+        let other = test::call_and_read_body(&app, get("/api/v1/query")).await;
+        assert_eq!(other.len() as u64, LARGE_SCRAPE_BYTES);
+        assert!(!LARGE_SCRAPE_SINCE_TRIM.load(Ordering::Relaxed));
+        let scrape = test::call_and_read_body(&app, get("/metrics?big=1")).await;
+        assert_eq!(scrape.len() as u64, LARGE_SCRAPE_BYTES);
+        assert!(LARGE_SCRAPE_SINCE_TRIM.swap(false, Ordering::Relaxed));
     }
 }
