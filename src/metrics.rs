@@ -157,6 +157,11 @@ impl RateLimitMetrics {
         self.limited.with_label_values(&[tenant, limit]).inc();
     }
 
+    /// Whether series carry the tenant.
+    pub fn per_tenant(&self) -> bool {
+        self.per_tenant
+    }
+
     /// Counts a request checked locally because Redis failed.
     pub fn backend_error(&self) {
         self.backend_errors.inc();

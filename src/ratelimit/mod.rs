@@ -16,7 +16,7 @@ mod redis;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -411,6 +411,10 @@ struct State {
 /// process, shared by every worker.
 pub struct RateLimiter {
     state: RwLock<State>,
+    /// No limit anywhere and no per-tenant series: every request is
+    /// admitted without a lookup, and no state is kept per tenant (so
+    /// memory stays bounded however many tenants come and go).
+    idle: AtomicBool,
     redis: Option<RedisBackend>,
     metrics: RateLimitMetrics,
     /// When a backend failure was last logged, in ms since `started`.
@@ -430,10 +434,12 @@ impl RateLimiter {
             Some(target) => Some(RedisBackend::start(target.clone(), settings.redis_timeout)?),
             None => None,
         };
+        let overrides = overrides_of(tenants);
         Ok(Self {
+            idle: AtomicBool::new(is_idle(&settings.values, &overrides, &metrics)),
             state: RwLock::new(State {
                 global: settings.values,
-                overrides: overrides_of(tenants),
+                overrides,
                 tenants: HashMap::new(),
             }),
             redis,
@@ -453,6 +459,10 @@ impl RateLimiter {
         };
         state.global = *global;
         state.overrides = overrides_of(tenants);
+        self.idle.store(
+            is_idle(&state.global, &state.overrides, &self.metrics),
+            Ordering::Release,
+        );
         let State {
             global,
             overrides,
@@ -477,6 +487,12 @@ impl RateLimiter {
         route: &Route,
         headers: &HeaderMap,
     ) -> Result<Admission, RateLimitError> {
+        if self.idle.load(Ordering::Acquire) {
+            return Ok(Admission {
+                _inflight: None,
+                streamed: None,
+            });
+        }
         let (tenant, effective, buckets, inflight) = self.tenant(principal.tenant.as_str());
         let inflight =
             inflight
@@ -494,7 +510,7 @@ impl RateLimiter {
             self.charge(&tenant, &effective, &buckets, bytes).await?;
         }
         Ok(Admission {
-            _inflight: inflight,
+            _inflight: Some(inflight),
             streamed: streamed.then_some(BodyMeter { tenant, buckets }),
         })
     }
@@ -576,6 +592,16 @@ impl RateLimiter {
 }
 
 /// The tenants that have limits of their own.
+/// Whether no limit is set, globally or for any tenant, and no per-tenant
+/// series is kept: then the limiter has nothing to do.
+fn is_idle(
+    global: &LimitValues,
+    overrides: &BTreeMap<String, TenantLimits>,
+    metrics: &RateLimitMetrics,
+) -> bool {
+    *global == LimitValues::default() && overrides.is_empty() && !metrics.per_tenant()
+}
+
 fn overrides_of(tenants: &BTreeMap<String, TenantSettings>) -> BTreeMap<String, TenantLimits> {
     tenants
         .iter()
@@ -625,7 +651,7 @@ impl Refusal {
 /// A request admitted under the limits: it counts as in flight until this
 /// is dropped, with the response body's end (or the client's going away).
 pub struct Admission {
-    _inflight: local::InflightPermit,
+    _inflight: Option<local::InflightPermit>,
     streamed: Option<BodyMeter>,
 }
 
@@ -658,6 +684,35 @@ impl BodyMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn without_limits_or_per_tenant_series_nothing_is_kept_per_tenant() {
+        let settings = RawLimits::default().validate().unwrap();
+        let metrics = crate::metrics::Metrics::new(false).rate_limits;
+        let limiter = RateLimiter::new(&settings, &BTreeMap::new(), metrics).unwrap();
+        let route = crate::routes::Route {
+            prefix: "/api/v1/push".to_owned(),
+            upstream: "distributor".to_owned(),
+            access: Some(Access::Write),
+        };
+        for tenant in ["team-a", "team-b", "team-c"] {
+            let principal = Principal {
+                tenant: crate::auth::Tenant::new(tenant).unwrap(),
+                version: 1,
+                expires_at: None,
+                scopes: None,
+            };
+            assert!(limiter
+                .admit(&principal, &route, &HeaderMap::new())
+                .await
+                .is_ok());
+        }
+        assert!(limiter.state.read().unwrap().tenants.is_empty());
+
+        // A limit set by a reload puts the limiter to work.
+        limiter.update(&values(1.0, 1), &BTreeMap::new());
+        assert!(!limiter.idle.load(Ordering::Acquire));
+    }
 
     fn values(requests_per_second: f64, burst: u32) -> LimitValues {
         LimitValues {
