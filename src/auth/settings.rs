@@ -13,6 +13,7 @@ use crate::settings::{
     parse_duration, serialize_display_list, serialize_duration, ConfigError, Secret, StringList,
     ENV_PREFIX,
 };
+use crate::upstream::Upstream;
 
 /// How tokens are verified. Serializes to the keys of `[auth]` as they were
 /// given, the secret redacted; with a secret file, the file is named.
@@ -231,18 +232,14 @@ impl RawAuth {
             ));
         }
         let public_keys: Vec<PathBuf> = self.public_keys.0.iter().map(PathBuf::from).collect();
-        for url in self.jwks_url.0.iter().chain(&self.oidc_issuer_url) {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                let key = if self.jwks_url.0.contains(url) {
-                    "auth.jwks_url"
-                } else {
-                    "auth.oidc_issuer_url"
-                };
-                return Err(ConfigError::invalid(
-                    key,
-                    format!("`{url}` is not an http:// or https:// URL"),
-                ));
-            }
+        // Fetched with the upstream client: the same URL rules (absolute
+        // http(s), no credentials, no query string).
+        for url in &self.jwks_url.0 {
+            Upstream::parse(url).map_err(|why| ConfigError::invalid("auth.jwks_url", why))?;
+        }
+        if let Some(url) = &self.oidc_issuer_url {
+            Upstream::parse(url)
+                .map_err(|why| ConfigError::invalid("auth.oidc_issuer_url", why))?;
         }
         let has_public = !public_keys.is_empty()
             || !self.jwks_url.0.is_empty()
@@ -340,4 +337,66 @@ fn parse_algorithms(names: Vec<String>) -> Result<Vec<Algorithm>, ConfigError> {
         ));
     }
     Ok(algorithms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(edit: impl FnOnce(&mut RawAuth)) -> Result<AuthSettings, String> {
+        let mut auth = RawAuth::default();
+        edit(&mut auth);
+        auth.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn any_one_key_source_is_enough_and_none_is_an_error() {
+        let none = raw(|_| {}).unwrap_err();
+        assert!(none.starts_with("auth.jwt_secret: must be set"), "{none}");
+        let jwks = raw(|a| a.jwks_url = StringList(vec!["https://idp/keys".into()])).unwrap();
+        assert!(jwks.secrets.is_empty());
+        assert_eq!(jwks.algorithms, PUBLIC_KEY_ALGORITHMS);
+        let both = raw(|a| {
+            a.jwt_secret = Some("s".into());
+            a.public_keys = StringList(vec!["/k.pem".into()]);
+        })
+        .unwrap();
+        assert_eq!(both.algorithms.len(), 12, "HMAC and public-key algorithms");
+        let listed =
+            raw(|a| a.jwt_secrets = StringList(vec!["first".into(), "second".into()])).unwrap();
+        assert_eq!(listed.signing_secret(), b"first");
+        assert_eq!(listed.algorithms, HMAC_ALGORITHMS);
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        for (edit, key) in [
+            (
+                Box::new(|a: &mut RawAuth| {
+                    a.jwt_secret = Some("-----BEGIN PUBLIC KEY-----\nMFkw".into())
+                }) as Box<dyn FnOnce(&mut RawAuth)>,
+                "auth.jwt_secret: is a PEM document",
+            ),
+            (
+                Box::new(|a: &mut RawAuth| {
+                    a.jwks_url = StringList(vec!["https://idp/keys?x=1".into()])
+                }),
+                "auth.jwks_url: ",
+            ),
+            (
+                Box::new(|a: &mut RawAuth| a.oidc_issuer_url = Some("idp.example.com".into())),
+                "auth.oidc_issuer_url: ",
+            ),
+            (
+                Box::new(|a: &mut RawAuth| {
+                    a.jwt_secret = Some("s".into());
+                    a.algorithms = Some(StringList(vec!["ES512".into()]));
+                }),
+                "auth.algorithms: `ES512` is not supported",
+            ),
+        ] {
+            let error = raw(edit).unwrap_err();
+            assert!(error.starts_with(key), "{error}");
+        }
+    }
 }
