@@ -299,7 +299,12 @@ impl JwksSource {
                 }
             },
         };
-        let (document, max_age) = self.fetcher.get(client, &jwks_uri).await?;
+        let fetched = self.fetcher.get(client, &jwks_uri).await;
+        if fetched.is_err() && matches!(self.location, Location::Oidc(_)) {
+            // The provider may have moved its keys: discover again next time.
+            self.fetched().jwks_uri = None;
+        }
+        let (document, max_age) = fetched?;
         let issuer = match &self.location {
             Location::Oidc(issuer) => Some(Arc::<str>::from(issuer.as_str())),
             Location::Jwks(_) => None,
