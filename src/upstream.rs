@@ -108,6 +108,8 @@ struct Pool<B> {
     max_idle: usize,
     idle_timeout: Duration,
     gauges: IntGaugeVec,
+    /// Whether the task that closes expired idle connections runs.
+    reaping: std::cell::Cell<bool>,
 }
 
 impl<B> Pool<B> {
@@ -138,6 +140,22 @@ impl<B> Pool<B> {
             }
             None
         })
+    }
+
+    /// Closes every idle connection older than `idle_timeout` (or closed
+    /// by the upstream), so that a burst's connections and their buffers
+    /// are given back even when no request comes to find them expired.
+    fn evict_expired(&self) {
+        for connections in self.upstreams.borrow_mut().values_mut() {
+            let before = connections.idle.len();
+            connections.idle.retain(|connection| {
+                connection.since.elapsed() < self.idle_timeout && !connection.sender.is_closed()
+            });
+            let evicted = before - connections.idle.len();
+            connections
+                .idle_gauge
+                .sub(i64::try_from(evicted).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a new connection lent to a request.
@@ -232,6 +250,7 @@ where
                 max_idle: settings.max_idle_connections_per_upstream,
                 idle_timeout: settings.idle_connection_timeout,
                 gauges,
+                reaping: std::cell::Cell::new(false),
             }),
             tls: TlsConnector::from(tls),
             connect_timeout: settings.connect_timeout,
@@ -246,6 +265,9 @@ where
             None => {
                 let sender = self.connect(upstream).await?;
                 self.pool.opened(&upstream.origin);
+                if !self.pool.reaping.replace(true) {
+                    actix_rt::spawn(reap(Rc::downgrade(&self.pool)));
+                }
                 (sender, true)
             }
         };
@@ -339,6 +361,24 @@ where
         actix_rt::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
+    }
+}
+
+/// Closes expired idle connections of `pool` every half idle timeout (at
+/// least every second), for as long as the pool exists.
+async fn reap<B>(pool: std::rc::Weak<Pool<B>>) {
+    loop {
+        let Some(every) = pool
+            .upgrade()
+            .map(|pool| (pool.idle_timeout / 2).max(Duration::from_secs(1)))
+        else {
+            return;
+        };
+        actix_rt::time::sleep(every).await;
+        match pool.upgrade() {
+            Some(pool) => pool.evict_expired(),
+            None => return,
+        }
     }
 }
 

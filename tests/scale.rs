@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{raw_http, read_sized_response, tenant_token, Gateway, GatewayBuilder, Upstream};
+use common::{
+    raw_http, read_sized_response, tenant_token, wait_until, Gateway, GatewayBuilder, Upstream,
+};
 
 /// `Max open files` of a process: (soft, hard).
 fn open_files_limit(pid: u32) -> (u64, u64) {
@@ -207,6 +209,25 @@ fn the_pool_keeps_no_more_idle_connections_than_configured() {
     // Three per worker, two workers.
     assert!(idle <= 6.0, "{idle} idle connections kept");
     assert!(accepted.load(Ordering::SeqCst) > 6, "the burst needed more");
+}
+
+/// Idle upstream connections are closed once `proxy.idle_connection_timeout`
+/// passed, even when no request comes to find them expired: a burst's
+/// connections (and their buffers) are given back.
+#[test]
+fn idle_upstream_connections_close_after_the_timeout_without_a_request() {
+    let (upstream, _) = counting_upstream();
+    let gateway = GatewayBuilder::new(&upstream, &upstream)
+        .env("CORTEX_GATEWAY__PROXY__IDLE_CONNECTION_TIMEOUT", "1s")
+        .start();
+    burst(&gateway, 20, 5);
+    assert!(upstream_connections(&gateway, &upstream, "idle") >= 1.0);
+    wait_until("the idle upstream connections are closed", || {
+        upstream_connections(&gateway, &upstream, "idle") == 0.0
+    });
+    assert_eq!(upstream_connections(&gateway, &upstream, "active"), 0.0);
+    // And the gateway still forwards, on new connections.
+    burst(&gateway, 2, 2);
 }
 
 /// Sends one authenticated GET on a kept-alive connection and returns the
