@@ -30,6 +30,15 @@
 #   WINDOW=64       connections being opened or waiting for their response at
 #                   once (and the size of the warm-up)
 #   SETTLE=3        seconds between closing a wave and reading RSS after close
+#                   (and before the next wave opens); RSS is also sampled every
+#                   second meanwhile (`after_by_s` in RESULTS). To see the
+#                   upstream pool shrink, make it longer than the gateway's
+#                   proxy.idle_connection_timeout plus half of it (the reaper's
+#                   period), e.g. SETTLE=15 with GATEWAY_EXTRA_ENV=
+#                   CORTEX_GATEWAY__PROXY__IDLE_CONNECTION_TIMEOUT=5s
+#   BEFORE_SETTLE=  seconds between the warm-up and reading RSS before (default
+#                   SETTLE/2, at least 1); set it to SETTLE so that "before"
+#                   and "after close" find the upstream pool in the same state
 #   HOLD=0          seconds to keep a wave open after RSS was read (counts the
 #                   connections the proxy closes on its own in that time)
 #   GATEWAY_BIN=... default: target/release/cortex-gateway
@@ -48,6 +57,7 @@ TARGETS=${TARGETS:-"nginx gateway"}
 WINDOW=${WINDOW:-64}
 SETTLE=${SETTLE:-3}
 HOLD=${HOLD:-0}
+BEFORE_SETTLE=${BEFORE_SETTLE:--1}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -69,6 +79,7 @@ done
 [[ $WINDOW =~ ^[1-9][0-9]*$ ]] || die "WINDOW must be a positive integer"
 [[ $SETTLE =~ ^[0-9]+$ ]] || die "SETTLE must be a non-negative integer (seconds)"
 [[ $HOLD =~ ^[0-9]+$ ]] || die "HOLD must be a non-negative integer (seconds)"
+[[ $BEFORE_SETTLE =~ ^([0-9]+|-1)$ ]] || die "BEFORE_SETTLE must be a non-negative integer (seconds)"
 for t in $TARGETS; do
     case $t in nginx) ;; gateway) [[ -x $GATEWAY_BIN ]] ||
         die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release' or set GATEWAY_BIN" ;;
@@ -107,6 +118,8 @@ p.add_argument("--waves", type=int, default=2)
 p.add_argument("--window", type=int, default=64)
 p.add_argument("--settle", type=float, default=3)
 p.add_argument("--hold", type=float, default=0)
+p.add_argument("--before-settle", type=float, default=-1,
+               help="seconds between the warm-up and reading RSS before; default max(1, settle/2)")
 p.add_argument("--deadline", type=float, default=40, help="seconds per wave, at most")
 a = p.parse_args()
 
@@ -274,7 +287,13 @@ class Wave:
 
 
 def settle(seconds):
-    time.sleep(seconds)
+    """Sleeps `seconds`; returns the RSS (KiB) read at each whole second."""
+    t0, series = time.monotonic(), []
+    for k in range(1, int(seconds) + 1):
+        time.sleep(max(0.0, t0 + k - time.monotonic()))
+        series.append(memory()["rss"])
+    time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+    return series
 
 
 out = {"label": a.label, "n": a.n, "window": a.window, "settle": a.settle, "waves": []}
@@ -288,7 +307,7 @@ w.close_all()
 if warm_ok != a.window:
     sys.exit(f"idle_client: warm-up: {warm_ok} of {a.window} requests answered 200 "
              f"(statuses {w.statuses}, failures {w.failed})")
-settle(max(1.0, a.settle / 2))
+out["before_by_s"] = settle(a.before_settle if a.before_settle >= 0 else max(1.0, a.settle / 2))
 out["before"] = memory()
 
 for i in range(a.waves):
@@ -308,7 +327,7 @@ for i in range(a.waves):
         rec["closed_by_proxy_in_hold"] = w.server_closed - closed_before
     rec["closed_by_proxy"] = w.server_closed
     w.close_all()
-    settle(a.settle)
+    rec["after_by_s"] = settle(a.settle)
     rec["after"] = memory()
     out["waves"].append(rec)
     print(f"idle_client: {a.label} wave {i + 1}: {rec['open_at_read']} open after {ramp:.2f} s, "
@@ -335,7 +354,7 @@ def per_conn(r, wave, key="rss"):
 
 
 print("| target | N | RSS before MiB | RSS with N idle MiB | KiB per idle conn | "
-      "RSS after close (wave 1, wave 2) MiB | ratio to start |")
+      "RSS after close (waves 1…n) MiB | ratio to start |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 kib = {}
 for r in runs:
@@ -470,9 +489,10 @@ for target in $TARGETS; do
         limits+=" $(awk '/^Max open files/ { print $4 }' "/proc/$pid/limits")"
     done
     log "$target on 127.0.0.1:$PROXY_PORT, PIDs $PROXY_PIDS (open-file limits:$limits): $WAVES waves of $N idle connections"
-    timeout 150 python3 "$WORK/idle_client.py" --label "$target" --port "$PROXY_PORT" \
+    # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
+    timeout $((60 + ${BEFORE_SETTLE#-} + WAVES * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$target" --port "$PROXY_PORT" \
         --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$WAVES" \
-        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" >>"$RESULTS_TMP" &
+        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" >>"$RESULTS_TMP" &
     client=$!
     PIDS+=("$client")
     wait "$client" || die "the client failed against $target (exit $?)"
@@ -485,6 +505,6 @@ done
 echo
 python3 "$WORK/report.py" "$RESULTS_TMP"
 echo
-echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD;" \
+echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2);" \
     "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024));" \
     "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
