@@ -377,17 +377,26 @@ fn raise_open_files_limit() -> u64 {
 /// MiB after a few thousand connections, `BENCHMARKS.md`, Scale) until told
 /// to trim; trimming is cheap but not free, so it runs on the main thread
 /// (which serves no request), at most every few seconds, and only after at
-/// least a few hundred connections closed since the last check, or after a
-/// large `/metrics` response (see [`LARGE_SCRAPE_BYTES`]).
+/// least a few hundred connections closed since the last check, a few dozen
+/// idle upstream connections were closed by the pools' reapers (see
+/// [`crate::upstream::EVICTED_SINCE_TRIM`]), or after a large `/metrics`
+/// response (see [`LARGE_SCRAPE_BYTES`]).
 async fn return_memory_after_connections_close() {
     const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
     const MIN_CLOSED: usize = 256;
+    // Idle upstream connections closed by the pools' reapers: about 37 KiB
+    // each, so a few dozen are worth as much as the client connections.
+    const MIN_EVICTED: usize = 16;
     let mut interval = actix_web::rt::time::interval(CHECK);
     loop {
         interval.tick().await;
         let scraped = LARGE_SCRAPE_SINCE_TRIM.swap(false, Ordering::Relaxed);
-        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED || scraped {
+        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED
+            || crate::upstream::EVICTED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_EVICTED
+            || scraped
+        {
             CLOSED_SINCE_TRIM.store(0, Ordering::Relaxed);
+            crate::upstream::EVICTED_SINCE_TRIM.store(0, Ordering::Relaxed);
             trim_allocator();
         }
     }
