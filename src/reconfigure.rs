@@ -8,7 +8,6 @@
 //! take effect on a restart (listener, upstreams, the limits' backend, ...)
 //! are named in the log when they changed.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -16,7 +15,7 @@ use crate::auth::Authenticator;
 use crate::config::{ConfigSource, Settings};
 use crate::metrics::ReloadMetrics;
 use crate::ratelimit::RateLimiter;
-use crate::reload::{Reload, Trigger};
+use crate::reload::{modified, Reload, Trigger};
 
 /// The configuration in force and where it comes from.
 pub struct Reconfigure {
@@ -95,10 +94,6 @@ impl Reload for Reconfigure {
             }
         }
     }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// The limits' numbers, which a reload applies; the rest of `[limits]`

@@ -33,6 +33,12 @@ impl Trigger {
     }
 }
 
+/// A file's modification time, what the poll compares to see a change;
+/// `None` when the file cannot be read (a reload then reports the error).
+pub fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Something that follows its files; a failed reload keeps what is in use.
 pub trait Reload: Send + Sync {
     fn reload(&self, trigger: Trigger);

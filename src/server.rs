@@ -83,15 +83,10 @@ impl Gateway {
             metrics.target(name);
         }
         metrics.auth.prepare(&AuthError::REASONS);
-        let fetcher = Fetcher {
-            tls: tls::key_fetch_client_config(&settings.proxy).map_err(|e| {
-                ConfigError::Invalid {
-                    key: e.key.to_owned(),
-                    message: e.message,
-                }
-            })?,
-            proxy: settings.proxy.clone(),
-        };
+        let fetcher = Fetcher::new(&settings.proxy).map_err(|e| ConfigError::Invalid {
+            key: e.key.to_owned(),
+            message: e.message,
+        })?;
         let authenticator = Arc::new(
             Authenticator::connected(
                 &settings.auth,

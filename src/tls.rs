@@ -116,12 +116,8 @@ pub struct ReloadingCertificate {
 }
 
 fn modified(settings: &ServerTlsSettings) -> Option<SystemTime> {
-    let cert = std::fs::metadata(&settings.cert_path)
-        .and_then(|m| m.modified())
-        .ok()?;
-    let key = std::fs::metadata(&settings.key_path)
-        .and_then(|m| m.modified())
-        .ok()?;
+    let cert = crate::reload::modified(&settings.cert_path)?;
+    let key = crate::reload::modified(&settings.key_path)?;
     Some(cert.max(key))
 }
 

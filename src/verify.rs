@@ -11,7 +11,6 @@ use std::time::Duration;
 use crate::auth::jwks::Fetcher;
 use crate::auth::{AuthError, Authenticator, Verification};
 use crate::config::TokenSettings;
-use crate::tls;
 
 /// How long JWKS and OIDC sources get for their first fetch.
 const FIRST_FETCH: Duration = Duration::from_secs(15);
@@ -41,11 +40,8 @@ pub fn read_token(argument: &str) -> Result<String, VerifyError> {
 
 /// Verifies `token` under `settings` and returns the report to print.
 pub fn run(settings: &TokenSettings, token: &str) -> Result<String, VerifyError> {
-    let fetcher = Fetcher {
-        tls: tls::key_fetch_client_config(&settings.proxy)
-            .map_err(|e| VerifyError::Setup(format!("{}: {}", e.key, e.message)))?,
-        proxy: settings.proxy.clone(),
-    };
+    let fetcher = Fetcher::new(&settings.proxy)
+        .map_err(|e| VerifyError::Setup(format!("{}: {}", e.key, e.message)))?;
     let authenticator = Authenticator::connected(&settings.auth, fetcher, None)
         .map_err(|e| VerifyError::Setup(e.to_string()))?;
     let verification = actix_rt::System::new().block_on(async {

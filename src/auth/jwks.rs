@@ -65,6 +65,15 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
+    /// The fetcher of the `[proxy]` settings, with their CA trust but
+    /// always verified ([`crate::tls::key_fetch_client_config`]).
+    pub fn new(proxy: &ProxySettings) -> Result<Self, crate::tls::TlsError> {
+        Ok(Self {
+            tls: crate::tls::key_fetch_client_config(proxy)?,
+            proxy: proxy.clone(),
+        })
+    }
+
     /// GETs `url` and returns its body and `max-age`, if any.
     async fn get(
         &self,

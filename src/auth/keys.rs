@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::reload::modified;
 use crate::settings::Secret;
 
 /// The algorithms an HMAC secret verifies: the one allow-list of the
@@ -246,10 +247,6 @@ impl KeySource for KeyFiles {
         *loaded = Watched { stamps, keys };
         Ok(true)
     }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, KeyError> {
