@@ -453,3 +453,38 @@ fn fetches_keys_and_freshness_show_on_metrics() {
         );
     }
 }
+
+/// A provider too slow to answer the refetch a new `kid` causes: the token
+/// gets 503 with `Retry-After` (the key may well exist; Prometheus must
+/// retry, not drop the batch), and once the provider answered, it passes.
+#[test]
+fn a_refetch_that_does_not_finish_in_time_is_answered_503() {
+    let (k1, k2) = (SigningKey::es256("k1"), SigningKey::ed25519("k2"));
+    let Setup {
+        upstream: _upstream,
+        provider,
+        gateway,
+    } = Setup::ready(
+        jwks(&[&k1]),
+        "jwks_refresh_interval = \"5m\"\njwks_min_refetch_interval = \"1s\"\n",
+    );
+    provider.set_jwks(jwks(&[&k1, &k2]));
+    provider.set_mode(JwksMode::Stall(std::time::Duration::from_secs(8)));
+    // Past the refetch allowance that the start-up fetch used.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let new = k2.sign(&fresh("team-b"));
+    let response = gateway.get(QUERY, &new);
+    assert_eq!(response.status, 503, "{}", response.text());
+    let retry_after: u64 = response
+        .header("retry-after")
+        .and_then(|value| value.parse().ok())
+        .expect("a 503 carries Retry-After in whole seconds");
+    assert!(retry_after >= 1);
+    provider.set_mode(JwksMode::Serve);
+    eventually_status(
+        &gateway,
+        &new,
+        200,
+        "k2 accepted once the provider answered",
+    );
+}

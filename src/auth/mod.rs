@@ -67,8 +67,9 @@ pub enum AuthError {
     /// sources), or no key of its algorithm's family exists.
     #[error("unknown signing key")]
     UnknownKey,
-    /// The keys the token needs are still being fetched for the first
-    /// time: the client should retry, not drop its data (503, not 401).
+    /// The keys the token needs are still being fetched: the first fetch
+    /// of a source, or the refetch its unknown `kid` caused did not finish
+    /// in time. The client should retry, not drop its data (503, not 401).
     #[error("signing keys not loaded yet")]
     KeysUnavailable,
 }
@@ -442,10 +443,20 @@ impl Authenticator {
     /// `auth.jwks_min_refetch_interval`), so a key the provider just
     /// rotated in works on its first use.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
-        match self.authenticate_with_known_keys(headers) {
+        self.refetching(|| self.authenticate_with_known_keys(headers))
+            .await
+    }
+
+    /// Runs `check`; when it found no key for the token's `kid`, refetches
+    /// the JWKS sources and runs it once more.
+    async fn refetching<T>(
+        &self,
+        check: impl Fn() -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        match check() {
             Err(AuthError::UnknownKey) => {
-                self.refetch(&self.current()).await?;
-                self.authenticate_with_known_keys(headers)
+                self.refetch().await?;
+                check()
             }
             outcome => outcome,
         }
@@ -464,9 +475,12 @@ impl Authenticator {
         Ok(verified.principal)
     }
 
-    /// Asks every remote source for a refetch and waits for them.
-    async fn refetch(&self, current: &Verifier) -> Result<(), AuthError> {
-        let waits: Vec<_> = current
+    /// Asks every remote source for a refetch and waits for them. A fetch
+    /// that did not finish in [`REFETCH_WAIT`] leaves the key unknown but
+    /// possibly real: answered 503 (retry), not 401 (drop the batch).
+    async fn refetch(&self) -> Result<(), AuthError> {
+        let waits: Vec<_> = self
+            .current()
             .policy
             .remotes()
             .filter_map(|remote| remote.request_refetch())
@@ -474,11 +488,18 @@ impl Authenticator {
         if waits.is_empty() {
             return Err(AuthError::UnknownKey);
         }
+        let mut finished = true;
         for mut fetched in waits {
-            let _ = actix_rt::time::timeout(REFETCH_WAIT, fetched.changed()).await;
+            finished &= actix_rt::time::timeout(REFETCH_WAIT, fetched.changed())
+                .await
+                .is_ok();
         }
         self.regather_if_changed();
-        Ok(())
+        if finished {
+            Ok(())
+        } else {
+            Err(AuthError::KeysUnavailable)
+        }
     }
 
     fn verify_cached(&self, token: &str) -> Result<cache::Verified, AuthError> {
@@ -521,13 +542,7 @@ impl Authenticator {
     /// Like [`Authenticator::inspect`], but a token naming an unknown `kid`
     /// first waits for a refetch, as a request would.
     pub async fn inspect_fetching(&self, token: &str) -> Result<Verification, AuthError> {
-        match self.inspect(token) {
-            Err(AuthError::UnknownKey) => {
-                self.refetch(&self.current()).await?;
-                self.inspect(token)
-            }
-            outcome => outcome,
-        }
+        self.refetching(|| self.inspect(token)).await
     }
 
     fn verify_with(&self, verifier: &Verifier, token: &str) -> Result<Verification, AuthError> {

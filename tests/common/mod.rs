@@ -336,6 +336,8 @@ pub enum JwksMode {
     Garbage,
     /// Reads the request, then closes the connection without an answer.
     HangUp,
+    /// Serves, but only after this long (a slow provider).
+    Stall(Duration),
 }
 
 /// Where the [`JwksServer`] plays an OpenID Connect provider.
@@ -461,27 +463,32 @@ fn answer_jwks(
         *state.hits.entry(path.clone()).or_default() += 1;
         (state.mode, state.jwks.clone(), state.max_age)
     };
+    if let JwksMode::Stall(delay) = mode {
+        std::thread::sleep(delay);
+    }
     let (status, extra, body) = match mode {
         JwksMode::HangUp => return Ok(()),
         JwksMode::Status(status) => (status, String::new(), b"provider trouble".to_vec()),
         JwksMode::Garbage => (200, String::new(), b"{\"keys\": [{\"kty\": <<<".to_vec()),
-        JwksMode::Serve => match path.strip_suffix("/.well-known/openid-configuration") {
-            Some(prefix) => {
-                let issuer = format!("http://{addr}{prefix}");
-                let document = serde_json::json!({
-                    "issuer": issuer,
-                    "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
-                    "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
-                });
-                (200, String::new(), document.to_string().into_bytes())
+        JwksMode::Serve | JwksMode::Stall(_) => {
+            match path.strip_suffix("/.well-known/openid-configuration") {
+                Some(prefix) => {
+                    let issuer = format!("http://{addr}{prefix}");
+                    let document = serde_json::json!({
+                        "issuer": issuer,
+                        "jwks_uri": format!("{issuer}/protocol/openid-connect/certs"),
+                        "id_token_signing_alg_values_supported": ["ES256", "EdDSA"],
+                    });
+                    (200, String::new(), document.to_string().into_bytes())
+                }
+                None => {
+                    let cache = max_age
+                        .map(|seconds| format!("Cache-Control: max-age={seconds}\r\n"))
+                        .unwrap_or_default();
+                    (200, cache, jwks.to_string().into_bytes())
+                }
             }
-            None => {
-                let cache = max_age
-                    .map(|seconds| format!("Cache-Control: max-age={seconds}\r\n"))
-                    .unwrap_or_default();
-                (200, cache, jwks.to_string().into_bytes())
-            }
-        },
+        }
     };
     let mut stream = stream;
     let head = format!(
