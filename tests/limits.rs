@@ -278,3 +278,34 @@ fn in_flight_requests_are_limited_until_their_bodies_end() {
     setup.query_frontend.set_reply(Reply::default());
     assert_eq!(passed(2, "max_inflight", || setup.query("team-a")), 2);
 }
+
+/// A federated read counts against each of its tenants: a token for
+/// several tenants is no way around one tenant's limit, and spends the
+/// others' buckets as their own requests would.
+#[test]
+fn a_federated_read_counts_against_each_of_its_tenants() {
+    let setup = Setup::start(
+        "[auth]\nallow_federation = true\n\n[limits]\nrequests_per_second = 0.01\nburst = 2\n",
+    );
+    let federated = |tenants: &[&str]| {
+        let request = format!(
+            "GET /api/v1/query?query=up HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            common::token(serde_json::json!({ "tenant_ids": tenants }))
+        );
+        common::raw_http(setup.gateway.addr(), request.as_bytes()).unwrap()
+    };
+    let limit = "requests_per_second";
+    assert_eq!(passed(2, limit, || setup.query("team-a")), 2);
+    assert_eq!(
+        passed(3, limit, || federated(&["team-a", "team-b"])),
+        0,
+        "team-a's bucket is empty, whatever tenants come with it"
+    );
+    assert_eq!(passed(3, limit, || federated(&["team-b", "team-c"])), 2);
+    assert_eq!(
+        passed(2, limit, || setup.query("team-c")),
+        0,
+        "the federated reads spent team-c's bucket"
+    );
+    assert_eq!(setup.query_frontend.requests().len(), 4);
+}

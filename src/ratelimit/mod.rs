@@ -480,20 +480,43 @@ impl RateLimiter {
     /// Admits one request of `principal` on `route`: refuses it over
     /// `max_inflight` or over a rate, charging its declared body to the
     /// ingest bucket on write routes. The returned admission is held until
-    /// the response body has been sent.
+    /// the response body has been sent. A federated read (`a|b`) counts
+    /// against each of its tenants, so a token for several tenants is no
+    /// way around any one tenant's limits (a tenant admitted before one
+    /// that refuses keeps the charge).
     pub async fn admit(
         &self,
         principal: &Principal,
         route: &Route,
         headers: &HeaderMap,
     ) -> Result<Admission, RateLimitError> {
+        let mut admission = Admission {
+            _inflight: None,
+            streamed: None,
+            _members: Vec::new(),
+        };
         if self.idle.load(Ordering::Acquire) {
-            return Ok(Admission {
-                _inflight: None,
-                streamed: None,
-            });
+            return Ok(admission);
         }
-        let (tenant, effective, buckets, inflight) = self.tenant(principal.tenant.as_str());
+        let tenants = principal.tenant.as_str();
+        if !tenants.contains('|') {
+            return self.admit_tenant(tenants, route, headers).await;
+        }
+        for tenant in tenants.split('|') {
+            let member = self.admit_tenant(tenant, route, headers).await?;
+            admission._members.push(member);
+        }
+        Ok(admission)
+    }
+
+    /// [`RateLimiter::admit`] for one tenant.
+    async fn admit_tenant(
+        &self,
+        tenant: &str,
+        route: &Route,
+        headers: &HeaderMap,
+    ) -> Result<Admission, RateLimitError> {
+        let (tenant, effective, buckets, inflight) = self.tenant(tenant);
         let inflight =
             inflight
                 .enter(effective.max_inflight)
@@ -512,6 +535,7 @@ impl RateLimiter {
         Ok(Admission {
             _inflight: Some(inflight),
             streamed: streamed.then_some(BodyMeter { tenant, buckets }),
+            _members: Vec::new(),
         })
     }
 
@@ -653,6 +677,8 @@ impl Refusal {
 pub struct Admission {
     _inflight: Option<local::InflightPermit>,
     streamed: Option<BodyMeter>,
+    /// A federated request's admissions, one per tenant.
+    _members: Vec<Admission>,
 }
 
 impl Admission {
