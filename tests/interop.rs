@@ -4,7 +4,7 @@
 //! (SubjectPublicKeyInfo, PKCS#1 and a certificate) and from a JWKS; each
 //! with one flipped signature bit refused; an RSA public key used as an
 //! HS256 secret refused; `alg: none` and an unknown `kid` refused; nested
-//! and namespaced tenant claims, issuer and audience checks. Nothing
+//! and namespaced tenant claims, issuer, audience and `require_exp` checks. Nothing
 //! refused reaches the upstream.
 
 mod common;
@@ -213,4 +213,15 @@ fn nested_and_namespaced_tenant_claims_issuer_and_audience() {
     assert_eq!(other_issuer.query(field(&issued, "token")), (401, None));
     let no_issuer_claim = case("rs256_nokid");
     assert_eq!(strict.query(field(&no_issuer_claim, "token")), (401, None));
+
+    // The vectors are long-lived (no `exp`): refused once `exp` is required.
+    let long_lived = field(&no_issuer_claim, "token");
+    assert_eq!(
+        Setup::start(&format!("public_keys = {keys}"))
+            .query(long_lived)
+            .0,
+        200
+    );
+    let require_exp = Setup::start(&format!("public_keys = {keys}\nrequire_exp = true"));
+    assert_eq!(require_exp.query(long_lived), (401, None));
 }
