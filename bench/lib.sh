@@ -241,3 +241,30 @@ redis_command() {
         printf '%s\n' "${line%$'\r'}"
     ) 2>/dev/null
 }
+
+# start_upstream : the body-reading NGINX+njs upstream on a free port
+# (UP_PORT), under $WORK/upstream, answering before it returns.
+start_upstream() {
+    free_port UP_PORT
+    write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
+    log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
+    start_nginx "$WORK/upstream"
+    wait_for upstream 200 "http://127.0.0.1:$UP_PORT/api/v1/query?query=up"
+}
+
+# gateway_env SECRET : GATEWAY_ENV, the environment (as `env ...` words) of a
+# gateway in front of UP_PORT with two workers and this HMAC secret, plus
+# the words of GATEWAY_EXTRA_ENV.
+gateway_env() {
+    local extra
+    GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
+        CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
+        CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
+        CORTEX_GATEWAY__AUTH__JWT_SECRET="$1"
+        CORTEX_GATEWAY__SERVER__WORKERS=2
+        CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
+    read -ra extra <<<"${GATEWAY_EXTRA_ENV:-}"
+    if ((${#extra[@]})); then
+        GATEWAY_ENV+=("${extra[@]}")
+    fi
+}

@@ -201,20 +201,9 @@ print(json.dumps({"responses": sum(statuses.values()), "statuses": statuses}))
 PY
 
 # ---------------------------------------------------------------- servers
-free_port UP_PORT
-write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
-log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
-start_nginx "$WORK/upstream"
-wait_for upstream 200 "http://127.0.0.1:$UP_PORT/api/v1/query?query=up"
+start_upstream
 
-GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
-    CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
-    CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
-    CORTEX_GATEWAY__AUTH__JWT_SECRET="$SECRET"
-    CORTEX_GATEWAY__SERVER__WORKERS=2
-    CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
-read -ra extra <<<"${GATEWAY_EXTRA_ENV:-}"
-((${#extra[@]})) && GATEWAY_ENV+=("${extra[@]}")
+gateway_env "$SECRET"
 # Run a private copy: a `cargo build` elsewhere during the run cannot swap it.
 cp "$GATEWAY_BIN" "$WORK/cortex-gateway"
 GATEWAY_SHA=$(sha256sum "$WORK/cortex-gateway" | cut -c1-16)
