@@ -342,7 +342,9 @@ cat >"$WORK/report.py" <<'PY'
 """Markdown tables from the JSON lines of idle_client.py."""
 import json, sys
 
-runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+lines = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+runs = [r for r in lines if "waves" in r]
+baseline = next((r for r in lines if r["label"] == "nginx-baseline"), None)
 mib = lambda k: f"{k / 1024:.1f}"
 
 
@@ -369,6 +371,17 @@ for r in runs:
 if kib.get("gateway") is not None and kib.get("nginx"):
     print()
     print(f"gateway/nginx KiB per idle connection: {kib['gateway'] / kib['nginx']:.2f}")
+nginx = next((r for r in runs if r["label"] == "nginx"), None)
+if baseline and nginx:
+    w1 = nginx["waves"][0]
+    slots = (nginx["before"]["rss"] - baseline["rss"]) / w1["open_at_read"]
+    all_in = (w1["idle"]["rss"] - baseline["rss"]) / w1["open_at_read"]
+    print()
+    print(f"nginx with worker_connections {baseline['slots']} after the warm-up: {mib(baseline['rss'])} MiB; "
+          f"its {nginx['n'] + 1024} preallocated slots add {slots:.1f} KiB per connection to 'before': "
+          f"all-in, (RSS with N idle - that baseline) / N = {all_in:.1f} KiB per idle connection")
+    if kib.get("gateway") is not None:
+        print(f"gateway/nginx KiB per idle connection, all-in: {kib['gateway'] / all_in:.2f}")
 print()
 print("Per wave (RSS in MiB; KiB/conn = (RSS with N idle - RSS before) / connections open at the reading; "
       "anon = the Anonymous part of RSS, from smaps_rollup; VmData = the private writable "
@@ -410,17 +423,42 @@ fi
 AUTH="Authorization: Bearer $TOKEN"
 
 start_proxy_nginx() { # sets PROXY_PORT and PROXY_PIDS (master and workers)
-    local dir=$WORK/nginx i
-    free_port PROXY_PORT
-    mkdir -p "$dir"
     # As compare.sh's "nginx" target; worker_connections: one worker may
     # accept nearly all N connections, and NGINX refuses past the limit.
+    start_nginx_with_slots nginx $((N + 1024))
+}
+
+# NGINX allocates the structures of every connection it may hold
+# (worker_connections, in each worker) when it starts, so they are already in
+# its "RSS before": a connection then costs it only what it adds on top. To
+# show that share, the same configuration runs once more with the slots of a
+# stock configuration (1024) and no N: its RSS after the same warm-up is the
+# baseline of the "all-in" figure, (RSS with N idle - this baseline) / N.
+nginx_baseline() {
+    local i pid rss=0
+    start_nginx_with_slots nginx-baseline 1024
+    for ((i = 0; i < WINDOW; i++)); do
+        curl -s -o /dev/null -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
+    done
+    sleep 1
+    for pid in $PROXY_PIDS; do
+        rss=$((rss + $(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")))
+    done
+    echo "{\"label\": \"nginx-baseline\", \"slots\": 1024, \"rss\": $rss}" >>"$RESULTS_TMP"
+    stop_pid "$PROXY_MAIN"
+    forget_pid "$PROXY_MAIN"
+}
+
+start_nginx_with_slots() { # NAME SLOTS; sets PROXY_PORT and PROXY_PIDS
+    local dir=$WORK/$1 slots=$2 i
+    free_port PROXY_PORT
+    mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 2;
 worker_rlimit_nofile $NOFILE;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections $((N + 1024)); }
+events { worker_connections $slots; }
 http {
     access_log off;
     client_body_temp_path $dir/body;
@@ -471,6 +509,7 @@ start_proxy_gateway() { # sets PROXY_PORT and PROXY_PIDS (the one process)
 RESULTS_TMP=$WORK/results.jsonl
 : >"$RESULTS_TMP"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+[[ $TARGETS == *nginx* ]] && nginx_baseline
 for target in $TARGETS; do
     "start_proxy_$target"
     limits=""
@@ -495,5 +534,5 @@ echo
 python3 "$WORK/report.py" "$RESULTS_TMP"
 echo
 echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2);" \
-    "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024));" \
+    "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024)) (baseline: 1024);" \
     "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"

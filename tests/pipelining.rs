@@ -472,3 +472,37 @@ fn http11_then_http10_each_answered_in_its_version() {
 fn http11_then_http10_with_a_slow_upstream_each_answered_in_its_version() {
     http11_then_http10(Duration::from_millis(300));
 }
+
+/// `Expect: 100-continue` on a kept-alive connection, twice: each push gets
+/// `100 Continue` before its body is sent, then its own answer, and the
+/// upstream receives each body whole. Between the two the connection is idle,
+/// so the second request also covers a connection whose buffers were given
+/// back (patches/README.md) and whose request state starts over.
+#[test]
+fn expect_continue_pushes_on_one_kept_alive_connection_each_get_their_answer() {
+    let (distributor, _query_frontend, gateway) = stack(Duration::ZERO);
+    let mut stream = TcpStream::connect(gateway.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let bodies: [&[u8]; 2] = [b"first push body", b"the second push body, longer"];
+    for (i, body) in bodies.iter().enumerate() {
+        let which = format!("push {}", i + 1);
+        let head = request(
+            "POST",
+            "/api/v1/push",
+            "HTTP/1.1",
+            &format!("Content-Length: {}\r\nExpect: 100-continue\r\n", body.len()),
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let interim = next_response(&mut reader, false, &format!("{which}'s interim"));
+        assert_eq!(interim.status, 100, "{which}: {interim:?}");
+        stream.write_all(body).unwrap();
+        let answer = next_response(&mut reader, false, &which);
+        assert_answer(&answer, &which, "d", Some(DISTRIBUTOR_BODY));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pushed: Vec<Vec<u8>> = distributor.requests().into_iter().map(|r| r.body).collect();
+    assert_eq!(pushed, bodies.map(<[u8]>::to_vec));
+}

@@ -215,9 +215,13 @@ pin_project! {
         B: MessageBody,
     {
         None,
-        ExpectCall { #[pin] fut: X::Future },
-        ServiceCall { #[pin] fut: S::Future },
-        SendPayload { #[pin] body: B },
+        // The futures and the body are boxed so that the state of a connection between requests
+        // is a few bytes, not the size of the largest of them (hundreds of bytes for a service
+        // future with middleware), for every idle keep-alive connection; one allocation each
+        // per request instead.
+        ExpectCall { fut: Pin<Box<X::Future>> },
+        ServiceCall { fut: Pin<Box<S::Future>> },
+        SendPayload { body: Pin<Box<B>> },
         SendErrorPayload { #[pin] body: BoxBody },
     }
 }
@@ -545,7 +549,9 @@ where
                 .as_mut()
                 .project()
                 .state
-                .set(State::SendPayload { body }),
+                .set(State::SendPayload {
+                    body: Box::pin(body),
+                }),
         }
 
         Ok(())
@@ -635,11 +641,11 @@ where
                         if req.head().expect() {
                             // set InnerDispatcher state and continue loop to poll it
                             let fut = this.flow.expect.call(req);
-                            this.state.set(State::ExpectCall { fut });
+                            this.state.set(State::ExpectCall { fut: Box::pin(fut) });
                         } else {
                             // set InnerDispatcher state and continue loop to poll it
                             let fut = this.flow.service.call(req);
-                            this.state.set(State::ServiceCall { fut });
+                            this.state.set(State::ServiceCall { fut: Box::pin(fut) });
                         };
                     }
 
@@ -671,7 +677,7 @@ where
                 },
 
                 StateProj::ServiceCall { fut } => {
-                    match fut.poll(cx) {
+                    match fut.as_mut().poll(cx) {
                         // service call resolved. send response.
                         Poll::Ready(Ok(res)) => {
                             let (res, body) = res.into().replace_body(());
@@ -698,7 +704,7 @@ where
                     }
                 }
 
-                StateProj::SendPayload { mut body } => {
+                StateProj::SendPayload { body } => {
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
                     while this.write_buf.len() < *this.h1_write_buffer_size {
@@ -816,14 +822,14 @@ where
                 StateProj::ExpectCall { fut } => {
                     trace!("  calling expect service");
 
-                    match fut.poll(cx) {
+                    match fut.as_mut().poll(cx) {
                         // expect resolved. write continue to buffer and set InnerDispatcher state
                         // to service call.
                         Poll::Ready(Ok(req)) => {
                             this.write_buf
                                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                             let fut = this.flow.service.call(req);
-                            this.state.set(State::ServiceCall { fut });
+                            this.state.set(State::ServiceCall { fut: Box::pin(fut) });
                         }
 
                         // send expect error as response
@@ -856,11 +862,11 @@ where
             if req.head().expect() {
                 // set dispatcher state to call expect handler
                 let fut = this.flow.expect.call(req);
-                this.state.set(State::ExpectCall { fut });
+                this.state.set(State::ExpectCall { fut: Box::pin(fut) });
             } else {
                 // set dispatcher state to call service handler
                 let fut = this.flow.service.call(req);
-                this.state.set(State::ServiceCall { fut });
+                this.state.set(State::ServiceCall { fut: Box::pin(fut) });
             };
         };
 
@@ -868,14 +874,14 @@ where
         loop {
             match self.as_mut().project().state.project() {
                 StateProj::ExpectCall { fut } => {
-                    match fut.poll(cx) {
+                    match fut.as_mut().poll(cx) {
                         // expect is resolved; continue loop and poll the service call branch.
                         Poll::Ready(Ok(req)) => {
                             self.as_mut().send_continue();
 
                             let mut this = self.as_mut().project();
                             let fut = this.flow.service.call(req);
-                            this.state.set(State::ServiceCall { fut });
+                            this.state.set(State::ServiceCall { fut: Box::pin(fut) });
 
                             continue;
                         }
@@ -897,7 +903,7 @@ where
 
                 StateProj::ServiceCall { fut } => {
                     // return no matter the service call future's result.
-                    return match fut.poll(cx) {
+                    return match fut.as_mut().poll(cx) {
                         // Future is resolved. Send response and return a result. On success
                         // to notify the dispatcher a new state is set and the outer loop
                         // should be continue.
@@ -1300,15 +1306,6 @@ where
                 }
 
                 Poll::Pending => {
-                    // nothing buffered and nothing in progress: the connection is idle between
-                    // requests, so give the read buffer back until the next request arrives
-                    if this.read_buf.is_empty()
-                        && this.state.is_none()
-                        && this.messages.is_empty()
-                        && this.payload.is_none()
-                    {
-                        *this.read_buf = BytesMut::new();
-                    }
                     return Ok(false);
                 }
 
@@ -1533,6 +1530,20 @@ where
                         // disconnect if shutdown
                         if inner_p.flags.contains(Flags::SHUTDOWN) {
                             return self.poll(cx);
+                        }
+                    }
+
+                    // nothing in progress: the connection is idle between requests, so it gives
+                    // back the buffers it does not use until the next request arrives (checked
+                    // here, once the response is written: the read that finds nothing comes
+                    // before that, and encoding a response's end can allocate after the last
+                    // flush)
+                    if state_is_none && inner_p.messages.is_empty() && inner_p.payload.is_none() {
+                        if inner_p.read_buf.is_empty() && inner_p.read_buf.capacity() > 0 {
+                            *inner_p.read_buf = BytesMut::new();
+                        }
+                        if inner_p.write_buf.is_empty() && inner_p.write_buf.capacity() > 0 {
+                            *inner_p.write_buf = BytesMut::new();
                         }
                     }
 
