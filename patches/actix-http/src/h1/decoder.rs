@@ -306,8 +306,14 @@ impl MessageType for Request {
 
         let mut msg = Request::new();
 
-        // convert headers
-        let mut length = msg.set_headers(&src.split_to(len).freeze(), &headers[..h_len], ver)?;
+        // convert headers; from a copy of the head, not a shared slice of the connection's read
+        // buffer: header values point into it, and requests are pooled after use (actix-web keeps
+        // up to 128 per worker with their heads), which would keep whole 8 KiB read buffers of
+        // long-gone connections alive and scattered over the heap, where the allocator cannot
+        // give their pages back
+        let head = Bytes::copy_from_slice(&src[..len]);
+        bytes::Buf::advance(src, len);
+        let mut length = msg.set_headers(&head, &headers[..h_len], ver)?;
 
         // disallow HTTP/1.1 requests that do not contain a Host header
         // see https://datatracker.ietf.org/doc/html/rfc9112#section-3.2

@@ -1533,18 +1533,17 @@ where
                         }
                     }
 
-                    // nothing in progress: the connection is idle between requests, so it gives
-                    // back the buffers it does not use until the next request arrives (checked
-                    // here, once the response is written: the read that finds nothing comes
-                    // before that, and encoding a response's end can allocate after the last
-                    // flush)
-                    if state_is_none && inner_p.messages.is_empty() && inner_p.payload.is_none() {
-                        if inner_p.read_buf.is_empty() && inner_p.read_buf.capacity() > 0 {
-                            *inner_p.read_buf = BytesMut::new();
-                        }
-                        if inner_p.write_buf.is_empty() && inner_p.write_buf.capacity() > 0 {
-                            *inner_p.write_buf = BytesMut::new();
-                        }
+                    // nothing buffered and nothing in progress: the connection is idle between
+                    // requests, so it gives the read buffer back until the next request arrives
+                    // (checked here, once the response is written: the read that finds nothing
+                    // comes before that; `poll_flush` gives the write buffer back)
+                    if state_is_none
+                        && inner_p.read_buf.is_empty()
+                        && inner_p.read_buf.capacity() > 0
+                        && inner_p.messages.is_empty()
+                        && inner_p.payload.is_none()
+                    {
+                        *inner_p.read_buf = BytesMut::new();
                     }
 
                     trace_timer_states(

@@ -397,6 +397,90 @@ async fn keep_alive_follow_up_req() {
     .await;
 }
 
+/// A keep-alive connection that has answered its request and now waits, idle, for the next one
+/// must hold neither a read nor a write buffer: the end of `Dispatcher::poll` gives the read
+/// buffer back when no request is in progress (no state, no queued message, no payload), and
+/// `poll_flush` the write buffer once it is flushed. Without that, every idle keep-alive
+/// connection keeps the 8 KiB read buffer reserved to read its last request for as long as the
+/// client keeps it open.
+#[actix_rt::test]
+async fn idle_keep_alive_connection_holds_no_buffers() {
+    let buf = TestBuffer::new("GET /abcd HTTP/1.1\r\nHost: localhost\r\n\r\n");
+
+    let cfg = ServiceConfig::new(
+        KeepAlive::Timeout(Duration::from_secs(60)),
+        Duration::from_secs(5),
+        Duration::ZERO,
+        false,
+        None,
+    );
+    let services = HttpFlow::new(echo_path_service(), ExpectHandler, None);
+
+    let h1 = Dispatcher::<_, _, _, _, UpgradeHandler>::new(
+        buf.clone(),
+        services,
+        cfg,
+        None,
+        OnConnectData::default(),
+    );
+    let mut h1 = pin!(h1);
+
+    lazy(|cx| {
+        assert!(
+            h1.as_mut().poll(cx).is_pending(),
+            "keep-alive should prevent poll from resolving"
+        );
+
+        // the request was read completely and its response written completely
+        assert!(buf.read_buf_slice().is_empty());
+
+        let mut res = buf.take_write_buf().to_vec();
+        stabilize_date_header(&mut res);
+        let res = &res[..];
+
+        let exp = b"\
+                HTTP/1.1 200 OK\r\n\
+                content-length: 5\r\n\
+                date: Thu, 01 Jan 1970 12:34:56 UTC\r\n\r\n\
+                /abcd\
+                ";
+
+        assert_eq!(
+            res,
+            exp,
+            "\nexpected response not in write buffer:\n\
+               response: {:?}\n\
+               expected: {:?}",
+            String::from_utf8_lossy(res),
+            String::from_utf8_lossy(exp)
+        );
+
+        let DispatcherStateProj::Normal { inner } = h1.as_mut().project().inner.project() else {
+            panic!("dispatcher state should be Normal");
+        };
+
+        // the connection is still open, and idle between requests
+        assert!(!inner.flags.contains(Flags::SHUTDOWN));
+        assert!(!inner.flags.contains(Flags::WRITE_DISCONNECT));
+        assert!(inner.state.is_none());
+        assert!(inner.messages.is_empty());
+        assert!(inner.payload.is_none());
+
+        // and holds no buffers
+        assert_eq!(
+            inner.read_buf.capacity(),
+            0,
+            "idle connection kept its read buffer"
+        );
+        assert_eq!(
+            inner.write_buf.capacity(),
+            0,
+            "idle connection kept its write buffer"
+        );
+    })
+    .await;
+}
+
 #[actix_rt::test]
 async fn graceful_shutdown_does_not_start_buffered_request() {
     use crate::config::{GracefulShutdownSignal, ServiceConfigBuilder};
