@@ -3,12 +3,14 @@
 //!
 //! Direct limiters rather than one keyed limiter: a keyed limiter has a
 //! single quota for every key, and per-tenant overrides give each tenant its
-//! own. The tenants are the ones with valid tokens, so the map stays as
-//! small as the set of tenants the operator signed tokens for.
+//! own. The tenants are the ones with valid tokens, and a tenant whose
+//! buckets are full again is forgotten (`State::evict_idle` in the parent
+//! module), so the map holds the tenants of recent traffic.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, NotUntil, Quota};
@@ -50,35 +52,79 @@ impl Limiter {
     }
 }
 
+/// The start of the clock of [`TenantBuckets`]' last charge: one shared
+/// start, so that an instant fits in an atomic.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Now, on the clock of [`TenantBuckets::full_at`].
+pub fn since_epoch() -> Duration {
+    EPOCH.elapsed()
+}
+
 /// A tenant's rate buckets; `None` where the rate is unlimited.
 pub struct TenantBuckets {
     requests: Option<Limiter>,
     ingest: Option<Limiter>,
+    /// How long the emptiest bucket takes to fill up again: its burst at
+    /// its rate.
+    refill: Duration,
+    /// When a bucket was last charged, in nanoseconds since [`EPOCH`].
+    last_charge: AtomicU64,
 }
 
 impl TenantBuckets {
     pub fn new(effective: &Effective) -> Self {
+        let refill = |bucket: Option<Bucket>| bucket.map_or(Duration::ZERO, |b| b.refill());
         Self {
             requests: effective.requests.map(Limiter::new),
             ingest: effective.ingest.map(Limiter::new),
+            refill: refill(effective.requests).max(refill(effective.ingest)),
+            last_charge: AtomicU64::new(nanos(since_epoch())),
         }
     }
 
     /// Charges one request, then `bytes` of body.
     pub fn charge(&self, bytes: u64) -> Result<(), Refusal> {
-        if let Some(requests) = &self.requests {
-            requests.take(1).map_err(Refusal::Requests)?;
+        let charged = match &self.requests {
+            Some(requests) => requests.take(1).map_err(Refusal::Requests),
+            None => Ok(()),
         }
-        self.charge_ingest(bytes)
+        .and_then(|()| self.take_ingest(bytes));
+        self.charged(charged)
     }
 
     /// Charges `bytes` of body to the ingest bucket.
     pub fn charge_ingest(&self, bytes: u64) -> Result<(), Refusal> {
+        self.charged(self.take_ingest(bytes))
+    }
+
+    /// Whether every bucket is full again at `now` (on [`since_epoch`]'s
+    /// clock): nothing was charged for as long as a bucket takes to fill, so
+    /// these buckets take exactly what new ones would.
+    pub fn full_at(&self, now: Duration) -> bool {
+        let last = Duration::from_nanos(self.last_charge.load(Ordering::Relaxed));
+        now.saturating_sub(last) >= self.refill
+    }
+
+    fn take_ingest(&self, bytes: u64) -> Result<(), Refusal> {
         match &self.ingest {
             Some(ingest) => ingest.take(bytes).map_err(Refusal::IngestBytes),
             None => Ok(()),
         }
     }
+
+    /// Notes the time of a charge (after it, so that a bucket is never
+    /// taken for full while a charge is under way).
+    fn charged(&self, result: Result<(), Refusal>) -> Result<(), Refusal> {
+        self.last_charge
+            .store(nanos(since_epoch()), Ordering::Relaxed);
+        result
+    }
+}
+
+/// `duration` in whole nanoseconds (584 years fit).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A tenant's requests in flight in this replica, and its gauge when

@@ -303,6 +303,11 @@ impl Bucket {
         Duration::from_secs_f64(1.0 / self.per_second)
     }
 
+    /// The time an empty bucket takes to fill up.
+    fn refill(&self) -> Duration {
+        self.interval() * self.burst
+    }
+
     /// What taking `cells` costs: a body larger than the whole burst takes
     /// the whole burst, so that it passes once the bucket is full instead
     /// of never (a 429 that can never turn into a 200 would be retried
@@ -400,11 +405,35 @@ struct TenantState {
     inflight: Arc<Inflight>,
 }
 
-/// What the limits are and every tenant seen so far.
+/// The fewest tenants kept before idle ones are looked for: a sweep walks
+/// the whole map under the write lock, so it runs only when the map has
+/// doubled since the last one, and never for a small set of tenants.
+const SWEEP_AT_LEAST: usize = 1024;
+
+/// What the limits are and the tenants of recent traffic.
 struct State {
     global: LimitValues,
     overrides: BTreeMap<String, TenantLimits>,
     tenants: HashMap<Arc<str>, TenantState>,
+    /// How many tenants make the next new one sweep out the idle ones.
+    sweep_at: usize,
+}
+
+impl State {
+    /// Forgets the tenants whose limiters are what a new tenant's would be:
+    /// nothing in flight or streaming (no one else holds their limiters) and
+    /// every bucket full again at `now`. A tenant that comes back then
+    /// starts with exactly that, so no limit changes, and the map holds the
+    /// tenants of recent traffic instead of every tenant ever seen (100,000
+    /// tenants over time must not mean 100,000 limiters for good).
+    fn evict_idle(&mut self, now: Duration) {
+        self.tenants.retain(|_, current| {
+            Arc::strong_count(&current.buckets) > 1
+                || Arc::strong_count(&current.inflight) > 1
+                || !current.buckets.full_at(now)
+        });
+        self.sweep_at = (2 * self.tenants.len()).max(SWEEP_AT_LEAST);
+    }
 }
 
 /// The per-tenant limiter of the pipeline's admit step: one for the whole
@@ -441,6 +470,7 @@ impl RateLimiter {
                 global: settings.values,
                 overrides,
                 tenants: HashMap::new(),
+                sweep_at: SWEEP_AT_LEAST,
             }),
             redis,
             metrics,
@@ -467,6 +497,7 @@ impl RateLimiter {
             global,
             overrides,
             tenants,
+            ..
         } = &mut *state;
         for (tenant, current) in tenants.iter_mut() {
             let effective = Effective::of(global, overrides.get(&**tenant));
@@ -557,6 +588,9 @@ impl RateLimiter {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = found(&state) {
             return found;
+        }
+        if state.tenants.len() >= state.sweep_at {
+            state.evict_idle(local::since_epoch());
         }
         let effective = Effective::of(&state.global, state.overrides.get(id));
         let tenant: Arc<str> = Arc::from(id);
@@ -716,28 +750,100 @@ mod tests {
         let settings = RawLimits::default().validate().unwrap();
         let metrics = crate::metrics::Metrics::new(false).rate_limits;
         let limiter = RateLimiter::new(&settings, &BTreeMap::new(), metrics).unwrap();
-        let route = crate::routes::Route {
-            prefix: "/api/v1/push".to_owned(),
-            upstream: "distributor".to_owned(),
-            access: Some(Access::Write),
-        };
         for tenant in ["team-a", "team-b", "team-c"] {
-            let principal = Principal {
-                tenant: crate::auth::Tenant::new(tenant).unwrap(),
-                version: 1,
-                expires_at: None,
-                scopes: None,
-            };
-            assert!(limiter
-                .admit(&principal, &route, &HeaderMap::new())
-                .await
-                .is_ok());
+            assert!(admit_as(&limiter, tenant).await.is_ok());
         }
-        assert!(limiter.state.read().unwrap().tenants.is_empty());
+        assert!(kept(&limiter).is_empty());
 
         // A limit set by a reload puts the limiter to work.
         limiter.update(&values(1.0, 1), &BTreeMap::new());
         assert!(!limiter.idle.load(Ordering::Acquire));
+    }
+
+    /// A limiter of `limits`, per-tenant metrics off.
+    fn limiter(limits: LimitValues) -> RateLimiter {
+        let settings = RawLimits::default().validate().unwrap();
+        let metrics = crate::metrics::Metrics::new(false).rate_limits;
+        let limiter = RateLimiter::new(&settings, &BTreeMap::new(), metrics).unwrap();
+        limiter.update(&limits, &BTreeMap::new());
+        limiter
+    }
+
+    fn push_route() -> Route {
+        Route {
+            prefix: "/api/v1/push".to_owned(),
+            upstream: "distributor".to_owned(),
+            access: Some(Access::Write),
+        }
+    }
+
+    async fn admit_as(limiter: &RateLimiter, tenant: &str) -> Result<Admission, RateLimitError> {
+        let principal = Principal {
+            tenant: crate::auth::Tenant::new(tenant).unwrap(),
+            version: 1,
+            expires_at: None,
+            scopes: None,
+        };
+        limiter
+            .admit(&principal, &push_route(), &HeaderMap::new())
+            .await
+    }
+
+    fn kept(limiter: &RateLimiter) -> Vec<String> {
+        let mut kept: Vec<String> = (limiter.state.read().unwrap().tenants.keys())
+            .map(|tenant| tenant.to_string())
+            .collect();
+        kept.sort();
+        kept
+    }
+
+    #[actix_rt::test]
+    async fn a_tenant_is_forgotten_only_once_its_bucket_is_full_and_nothing_is_in_flight() {
+        // 1 request per second, burst 2: an empty bucket is full after 2 s.
+        let limiter = limiter(values(1.0, 2));
+        for _ in 0..2 {
+            drop(admit_as(&limiter, "spent").await.unwrap());
+        }
+        let _in_flight = admit_as(&limiter, "busy").await.unwrap();
+        let now = local::since_epoch();
+
+        // Within the refill time the spent tenant is kept: forgetting it
+        // would hand it a fresh burst early.
+        limiter
+            .state
+            .write()
+            .unwrap()
+            .evict_idle(now + Duration::from_millis(1500));
+        assert_eq!(kept(&limiter), ["busy", "spent"]);
+        assert!(matches!(
+            admit_as(&limiter, "spent").await,
+            Err(RateLimitError::Requests { .. })
+        ));
+
+        // Once full again it is forgotten; the tenant in flight is kept.
+        limiter
+            .state
+            .write()
+            .unwrap()
+            .evict_idle(local::since_epoch() + Duration::from_secs(3));
+        assert_eq!(kept(&limiter), ["busy"]);
+    }
+
+    #[actix_rt::test]
+    async fn many_tenants_over_time_keep_the_map_bounded() {
+        // A bucket that is full again a microsecond after a request: every
+        // tenant is idle by the time the next sweep runs.
+        let limiter = limiter(values(1e6, 1));
+        for i in 0..5 * SWEEP_AT_LEAST {
+            drop(admit_as(&limiter, &format!("t-{i}")).await.unwrap());
+            std::thread::sleep(Duration::from_micros(2));
+        }
+        let kept = limiter.state.read().unwrap().tenants.len();
+        assert!(
+            (1..=SWEEP_AT_LEAST).contains(&kept),
+            "{kept} tenants kept after {} came and went",
+            5 * SWEEP_AT_LEAST
+        );
     }
 
     fn values(requests_per_second: f64, burst: u32) -> LimitValues {
