@@ -579,6 +579,17 @@ impl Metrics {
     }
 }
 
+/// Every metric of `registry` in the text exposition format.
+pub fn render(registry: &Registry) -> Result<Vec<u8>, prometheus::Error> {
+    let mut exposition = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut exposition,
+    )?;
+    Ok(exposition)
+}
+
 /// The Go gateway's route label: the route pattern lower-cased, every run of
 /// other characters turned into `_` (`/api/v1/push` → `api_v1_push`).
 pub fn route_label(pattern: &str) -> String {

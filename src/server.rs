@@ -118,7 +118,6 @@ impl Gateway {
             .collect();
         let request_metrics = PrometheusMetricsBuilder::new("cortex_gateway")
             .registry(metrics.registry.clone())
-            .endpoint("/metrics")
             .mask_unmatched_patterns("UNMATCHED")
             .build()
             .expect("request metrics register once in a fresh registry");
@@ -179,8 +178,7 @@ impl Gateway {
             )))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready_endpoint))
-            // Served by the metrics middleware; registered so the route exists.
-            .route("/metrics", web::get().to(HttpResponse::NotFound));
+            .route("/metrics", web::get().to(metrics_endpoint));
         for prefix in &self.prefixes {
             cfg.service(RoutePrefix(prefix.clone()));
         }
@@ -401,8 +399,8 @@ async fn return_memory_after_connections_close() {
 static CLOSED_SINCE_TRIM: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A `/metrics` response at least this large asks for a trim: rendering it
-/// took several times its size on the worker that served it, which glibc
-/// keeps after the response is sent. With `metrics.per_tenant` and 100,000
+/// takes several times its size (on the blocking thread of
+/// `metrics_endpoint`), which glibc keeps after the response is sent. With `metrics.per_tenant` and 100,000
 /// tenants the exposition is 6.5 MiB and each scrape left 16–31 MiB behind
 /// (`BENCHMARKS.md`, "Many tenants"); a few hundred series stay far below.
 const LARGE_SCRAPE_BYTES: u64 = 1 << 20;
@@ -562,6 +560,28 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("Ok")
 }
 
+/// The exposition of every metric, rendered on a blocking thread, not the
+/// worker: with per-tenant series for 100,000 tenants rendering takes
+/// 0.4–0.9 s (`BENCHMARKS.md`, "Many tenants"), which on the worker would
+/// hold back every request of that worker's clients. The request itself is
+/// still timed and counted by the metrics middleware, as any route.
+async fn metrics_endpoint(metrics: web::Data<Metrics>) -> HttpResponse {
+    let registry = metrics.registry.clone();
+    match web::block(move || crate::metrics::render(&registry)).await {
+        Ok(Ok(exposition)) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(exposition),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot render /metrics");
+            HttpResponse::InternalServerError().finish()
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot render /metrics: no thread to render it on");
+            HttpResponse::ServiceUnavailable().finish()
+        }
+    }
+}
+
 /// Ready unless draining, or while a JWKS or OIDC source it started with
 /// has never been fetched: a pod that would answer every token 503 should
 /// get no traffic.
@@ -586,6 +606,70 @@ async fn ready_endpoint(
 mod tests {
     use super::*;
     use actix_web::test;
+
+    /// A collector that holds its `collect` until the test lets it go (or
+    /// 10 s passed, so that a failing test ends).
+    struct Gate {
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        desc: prometheus::core::Desc,
+    }
+
+    impl prometheus::core::Collector for Gate {
+        fn desc(&self) -> Vec<&prometheus::core::Desc> {
+            vec![&self.desc]
+        }
+
+        fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+            let release = self.release.lock().unwrap();
+            let _ = release.recv_timeout(std::time::Duration::from_secs(10));
+            Vec::new()
+        }
+    }
+
+    /// While a scrape renders (held in a collector here; 0.4–0.9 s with
+    /// 100,000 tenants' series), the worker that took it still answers:
+    /// the rendering runs on a blocking thread. Rendered on the worker, the
+    /// scrape would block this single-threaded test until the gate's
+    /// timeout and finish first.
+    #[actix_rt::test]
+    async fn a_scrape_renders_off_the_worker() {
+        let metrics = Metrics::new(false);
+        let (release, gate) = std::sync::mpsc::channel();
+        let desc = prometheus::core::Desc::new(
+            "gate".to_owned(),
+            "held".to_owned(),
+            Vec::new(),
+            Default::default(),
+        )
+        .unwrap();
+        metrics
+            .registry
+            .register(Box::new(Gate {
+                release: std::sync::Mutex::new(gate),
+                desc,
+            }))
+            .unwrap();
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(metrics))
+                .route("/metrics", web::get().to(metrics_endpoint))
+                .route("/health", web::get().to(health)),
+        )
+        .await;
+        let get = |uri: &str| test::TestRequest::get().uri(uri).to_request();
+        let scrape = Box::pin(test::call_service(&app, get("/metrics")));
+        let health = Box::pin(test::call_service(&app, get("/health")));
+        let Either::Right((health, scrape)) = futures_util::future::select(scrape, health).await
+        else {
+            panic!("the scrape finished before /health answered: it rendered on the worker");
+        };
+        assert_eq!(health.status(), 200);
+        release.send(()).unwrap();
+        let scrape = scrape.await;
+        assert_eq!(scrape.status(), 200);
+        let body = test::read_body(scrape).await;
+        assert!(String::from_utf8_lossy(&body).contains("# TYPE"));
+    }
 
     /// Only a large `/metrics` response asks for a trim; a small one, or a
     /// large response on another path, does not.
