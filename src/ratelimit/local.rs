@@ -65,7 +65,7 @@ pub fn since_epoch() -> Duration {
 pub struct TenantBuckets {
     requests: Option<Limiter>,
     ingest: Option<Limiter>,
-    /// How long the emptiest bucket takes to fill up again: its burst at
+    /// How long the slower bucket takes to fill up from empty: its burst at
     /// its rate.
     refill: Duration,
     /// When a bucket was last charged, in nanoseconds since [`EPOCH`].
