@@ -10,6 +10,11 @@
 # and reads "RSS after close"; a second wave does the same again. The ratio
 # to start is RSS after close / RSS before (issue 16: within 25%, <= 1.25).
 #
+# NGINX allocates every connection slot (worker_connections, per worker) at
+# start-up, so its "before" already holds what a connection needs; the script
+# also reads a reference NGINX with a stock 1024 slots after the same warm-up
+# and reports NGINX "all-in": (RSS with N idle - that baseline) / N.
+#
 # RSS is VmRSS from /proc/PID/status, summed over the proxy's processes: the
 # NGINX master and its 2 workers; the gateway's one process (2 workers).
 # Socket buffers live in the kernel and are not in any RSS.
