@@ -200,6 +200,27 @@ while sel.get_map():
 print(json.dumps({"responses": sum(statuses.values()), "statuses": statuses}))
 PY
 
+# While a scrape renders, a probe asks /health over and over, each time on a
+# new connection (so that both workers get some), and reports the slowest
+# answer: what a client of the gateway waits for while /metrics renders.
+cat >"$WORK/probe.py" <<'PY'
+"""Asks /health until STOP exists; prints the slowest answer in ms."""
+import json, os, socket, sys, time
+
+port, stop = int(sys.argv[1]), sys.argv[2]
+worst, probes = 0.0, 0
+while not os.path.exists(stop):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+        while s.recv(4096):
+            pass
+    worst = max(worst, time.monotonic() - started)
+    probes += 1
+    time.sleep(0.005)
+print(json.dumps({"worst_ms": round(worst * 1000, 1), "probes": probes}))
+PY
+
 # ---------------------------------------------------------------- servers
 start_upstream
 
@@ -214,21 +235,30 @@ WARM_TOKEN=$("${GATEWAY_ENV[@]}" "$WORK/cortex-gateway" token --tenant warm-up) 
 # $READINGS; RSS before and after a scrape of /metrics, unless SCRAPE=0.
 reading() {
     local label=$1 pass=$2 seen=$3 tokens=$4 scrape=${5:-1} rss anon hwm rss2=0
-    local bytes=0 series=0 tenant_series=0 scrape_s=0
+    local bytes=0 series=0 tenant_series=0 scrape_s=0 health_ms=0 probe
     rss=$(status_kib VmRSS "$GW_PID")
     anon=$(status_kib RssAnon "$GW_PID")
     if ((scrape)); then
+        rm -f "$WORK/probe.stop"
+        python3 "$WORK/probe.py" "$GW_PORT" "$WORK/probe.stop" >"$WORK/probe.json" &
+        probe=$!
+        PIDS+=("$probe")
+        sleep 0.2
         scrape_s=$(curl -sS -m 60 -o "$WORK/metrics.txt" -w '%{time_total}' "http://127.0.0.1:$GW_PORT/metrics") ||
             die "/metrics did not answer"
+        touch "$WORK/probe.stop"
+        wait "$probe" || die "the /health probe failed"
+        forget_pid "$probe"
+        health_ms=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["worst_ms"])' "$WORK/probe.json")
         bytes=$(wc -c <"$WORK/metrics.txt")
         series=$(grep -vc '^#' "$WORK/metrics.txt" || true)
         tenant_series=$(grep -c '^cortex_gateway_succeeded_authentications_total{' "$WORK/metrics.txt" || true)
         rss2=$(status_kib VmRSS "$GW_PID")
     fi
     hwm=$(status_kib VmHWM "$GW_PID")
-    printf '{"per_tenant":%s,"label":"%s","pass":%d,"tenants":%d,"tokens":%d,"rss":%d,"anon":%d,"hwm":%d,"scraped":%d,"rss_after_scrape":%d,"metrics_bytes":%d,"series":%d,"tenant_series":%d,"scrape_s":%s}\n' \
-        "$PER_TENANT" "$label" "$pass" "$seen" "$tokens" "$rss" "$anon" "$hwm" "$scrape" "$rss2" "$bytes" "$series" "$tenant_series" "$scrape_s" >>"$READINGS"
-    log "per_tenant=$PER_TENANT $label: $seen tenants, $tokens tokens: RSS $rss KiB (anon $anon), after scrape $rss2 KiB, HWM $hwm; /metrics $bytes bytes, $series series ($tenant_series tenant), scrape ${scrape_s}s"
+    printf '{"per_tenant":%s,"label":"%s","pass":%d,"tenants":%d,"tokens":%d,"rss":%d,"anon":%d,"hwm":%d,"scraped":%d,"rss_after_scrape":%d,"metrics_bytes":%d,"series":%d,"tenant_series":%d,"scrape_s":%s,"health_worst_ms":%s}\n' \
+        "$PER_TENANT" "$label" "$pass" "$seen" "$tokens" "$rss" "$anon" "$hwm" "$scrape" "$rss2" "$bytes" "$series" "$tenant_series" "$scrape_s" "$health_ms" >>"$READINGS"
+    log "per_tenant=$PER_TENANT $label: $seen tenants, $tokens tokens: RSS $rss KiB (anon $anon), after scrape $rss2 KiB, HWM $hwm; /metrics $bytes bytes, $series series ($tenant_series tenant), scrape ${scrape_s}s, slowest /health meanwhile ${health_ms} ms"
 }
 
 READINGS=$WORK/readings.jsonl
@@ -338,7 +368,8 @@ if on:
           f"{(last1['metrics_bytes'] - on[0]['metrics_bytes']) / last1['tenants']:.0f} bytes and "
           f"{(last1['series'] - on[0]['series']) / last1['tenants']:.2f} series per tenant "
           f"({last1['tenant_series']:,} tenant series, {last1['metrics_bytes'] / 1048576:.1f} MiB, "
-          f"scraped in {float(last1['scrape_s']) * 1000:.0f} ms).")
+          f"scraped in {float(last1['scrape_s']) * 1000:.0f} ms; the slowest /health answer meanwhile took "
+          f"{last1.get('health_worst_ms', 0)} ms).")
 if off and on and len(off) == len(on):
     end1 = max(i for i, r in enumerate(on) if r["pass"] <= 1)
     cost = (on[end1]["rss"] - off[end1]["rss"]) / on[end1]["tenants"]
