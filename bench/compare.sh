@@ -22,6 +22,9 @@
 #   GATEWAY_B_BIN=... optional second build, measured as "gateway_b" in the same
 #                     alternating rounds, with its ratios to "gateway" (an A/B
 #                     of two builds, e.g. one with `--features hyper-upstream`)
+#   GATEWAY_B_ENV="K=V ..."  more environment for gateway_b only: with
+#                     GATEWAY_B_BIN the same binary, an A/B of a runtime setting
+#                     (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=0)
 #   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
 #   LIMITS=1          also measure what per-tenant limits cost: the same binary with
 #                     every limit set (high enough never to refuse) on local buckets
@@ -172,9 +175,10 @@ TOKEN=$("${GATEWAY_ENV[@]}" "$GATEWAY_BIN" token --tenant tenant-a) || die "coul
 [[ -n $TOKEN ]] || die "empty token"
 AUTH="Authorization: Bearer $TOKEN"
 
-start_gateway() { # start_gateway PORT LOGFILE [BINARY] ; the PID goes to STARTED_PID and PIDS
-    local binary=${3:-$GATEWAY_BIN}
-    "${GATEWAY_ENV[@]}" "$binary" \
+start_gateway() { # start_gateway PORT LOGFILE [BINARY [EXTRA_ENV]] ; the PID goes to STARTED_PID and PIDS
+    local binary=${3:-$GATEWAY_BIN} extra
+    read -ra extra <<<"${4:-}"
+    "${GATEWAY_ENV[@]}" "${extra[@]}" "$binary" \
         -server.http-listen-address=127.0.0.1 -server.http-listen-port="$1" \
         -log.level=warn >"$2" 2>&1 &
     STARTED_PID=$!
@@ -206,7 +210,7 @@ if [[ -n ${GATEWAY_B_BIN:-} ]]; then
     GATEWAY_B_SHA=$(sha256sum "$WORK/cortex-gateway-b" | cut -c1-16)
     free_port GW_B_PORT
     log "starting the second build, gateway_b (2 workers), on 127.0.0.1:$GW_B_PORT"
-    start_gateway "$GW_B_PORT" "$WORK/gateway-b.log" "$WORK/cortex-gateway-b"
+    start_gateway "$GW_B_PORT" "$WORK/gateway-b.log" "$WORK/cortex-gateway-b" "${GATEWAY_B_ENV:-}"
     GW_B_PID=$STARTED_PID
     wait_for gateway_b 200 "http://127.0.0.1:$GW_B_PORT/health"
     wait_for "gateway_b with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_B_PORT/api/v1/query?query=up"
