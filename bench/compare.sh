@@ -25,6 +25,7 @@
 #   GATEWAY_B_ENV="K=V ..."  more environment for gateway_b only: with
 #                     GATEWAY_B_BIN the same binary, an A/B of a runtime setting
 #                     (e.g. GLIBC_TUNABLES=glibc.malloc.tcache_count=0)
+#   GATEWAY_EXTRA_ENV="K=V ..."  more environment for both gateways
 #   NGINX_JS_MODULE=...  default: /usr/lib/nginx/modules/ngx_http_js_module.so
 #   LIMITS=1          also measure what per-tenant limits cost: the same binary with
 #                     every limit set (high enough never to refuse) on local buckets
@@ -57,7 +58,6 @@ WRK_CONNECTIONS=32
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
-NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 RESULTS_DIR=${RESULTS_DIR:-$REPO/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 
 SCRIPT_NAME=compare.sh
@@ -65,21 +65,14 @@ SCRIPT_NAME=compare.sh
 source "$REPO/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools
-missing=()
-for tool in wrk nginx curl getconf awk sort timeout head truncate sha256sum; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-if ((${#missing[@]})); then
-    die "missing tools: ${missing[*]} (Debian: apt-get install wrk nginx-light libnginx-mod-http-js curl)"
-fi
-[[ -r $NGINX_JS_MODULE ]] ||
-    die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
-[[ -x $GATEWAY_BIN ]] ||
-    die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release'"
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
-[[ $WARMUP =~ ^[0-9]+$ ]] || die "WARMUP must be a non-negative integer (seconds)"
-[[ $UPLOAD_MIB =~ ^[0-9]+$ ]] || die "UPLOAD_MIB must be a non-negative integer"
+need_tools "wrk nginx-light libnginx-mod-http-js curl" \
+    wrk nginx curl getconf awk sort timeout head truncate sha256sum
+need_njs
+need_gateway_bin
+need_int ROUNDS 1
+need_int DURATION 1
+need_int WARMUP 0
+need_int UPLOAD_MIB 0
 [[ $LIMITS == 0 || $LIMITS == 1 ]] || die "LIMITS must be 0 or 1"
 if ((LIMITS)) && ! command -v redis-server >/dev/null 2>&1; then
     die "LIMITS=1 needs redis-server (Debian: apt-get install redis-server)"
@@ -147,14 +140,8 @@ start_nginx "$WORK/nginx"
 NGINX_PID=$STARTED_PID
 wait_for nginx 200 "http://127.0.0.1:$NGINX_PORT/api/v1/query?query=up"
 
-# The gateway's environment, shared by `token` and `serve`. An array, not a
-# function, so that `"${GATEWAY_ENV[@]}" BIN &` is one process whose PID is $!.
-GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
-    CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
-    CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
-    CORTEX_GATEWAY__AUTH__JWT_SECRET="bench-secret-0123456789abcdef0123456789abcdef"
-    CORTEX_GATEWAY__SERVER__WORKERS=2
-    CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
+# The gateway's environment, shared by `token` and `serve`.
+gateway_env "bench-secret-0123456789abcdef0123456789abcdef"
 
 # Run a private copy: a `cargo build` elsewhere during the run cannot swap it.
 cp "$GATEWAY_BIN" "$WORK/cortex-gateway"

@@ -67,28 +67,21 @@ BEFORE_SETTLE=${BEFORE_SETTLE:--1}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
-NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 
 SCRIPT_NAME=idle.sh
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 
-for tool in nginx curl python3 prlimit timeout; do
-    command -v "$tool" >/dev/null 2>&1 ||
-        die "missing $tool (Debian: apt-get install nginx-light libnginx-mod-http-js curl python3 util-linux)"
-done
-[[ -r $NGINX_JS_MODULE ]] ||
-    die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
-[[ $N =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer"
+need_tools "nginx-light libnginx-mod-http-js curl python3 util-linux" nginx curl python3 prlimit timeout
+need_njs
+need_int N 1
 [[ $WAVES =~ ^[1-9]$ ]] || die "WAVES must be 1..9"
-[[ $WINDOW =~ ^[1-9][0-9]*$ ]] || die "WINDOW must be a positive integer"
-[[ $SETTLE =~ ^[0-9]+$ ]] || die "SETTLE must be a non-negative integer (seconds)"
-[[ $HOLD =~ ^[0-9]+$ ]] || die "HOLD must be a non-negative integer (seconds)"
-[[ $BEFORE_SETTLE =~ ^([0-9]+|-1)$ ]] || die "BEFORE_SETTLE must be a non-negative integer (seconds)"
+need_int WINDOW 1
+need_int SETTLE 0
+need_int HOLD 0
+[[ $BEFORE_SETTLE == -1 ]] || need_int BEFORE_SETTLE 0
 for t in $TARGETS; do
-    case $t in nginx) ;; gateway) [[ -x $GATEWAY_BIN ]] ||
-        die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release' or set GATEWAY_BIN" ;;
-    *) die "unknown target $t (nginx, gateway)" ;; esac
+    case $t in nginx) ;; gateway) need_gateway_bin ;; *) die "unknown target $t (nginx, gateway)" ;; esac
 done
 
 # ---------------------------------------------------------------- file limits

@@ -28,12 +28,10 @@ SCRIPT_NAME=instructions.sh
 source "$REPO/bench/lib.sh"
 
 (($# > 0)) || die "usage: bench/instructions.sh BINARY [BINARY...]"
-for tool in valgrind callgrind_control callgrind_annotate wrk nginx curl; do
-    command -v "$tool" >/dev/null 2>&1 ||
-        die "missing $tool (Debian: apt-get install valgrind wrk nginx-light libnginx-mod-http-js curl)"
-done
+need_tools "valgrind wrk nginx-light libnginx-mod-http-js curl" \
+    valgrind callgrind_control callgrind_annotate wrk nginx curl
 for binary in "$@"; do [[ -x $binary ]] || die "not an executable: $binary"; done
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
+need_int DURATION 1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cortex-gateway-instructions.XXXXXX")
 chmod 755 "$WORK"
@@ -43,11 +41,7 @@ start_nginx "$WORK/upstream"
 wait_for upstream 200 -X POST --data-binary 'x' "http://127.0.0.1:$UP_PORT/api/v1/push"
 
 SECRET=bench-secret-0123456789abcdef0123456789abcdef
-GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
-    CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
-    CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
-    "CORTEX_GATEWAY__AUTH__JWT_SECRET=$SECRET"
-    CORTEX_GATEWAY__SERVER__WORKERS=1)
+gateway_env "$SECRET" 1
 TOKEN=$("${GATEWAY_ENV[@]}" "$1" token --tenant tenant-a) || die "could not mint a token"
 AUTH="Authorization: Bearer $TOKEN"
 

@@ -1,13 +1,44 @@
 #!/usr/bin/env bash
-# Shared helpers of the bench/ scripts: process bookkeeping (every process a
-# script starts is stopped by PID on exit), free loopback ports, bounded
-# readiness checks, /proc readings and NGINX start-up.
+# Shared helpers of the bench/ scripts: checks of what a script needs,
+# process bookkeeping (every process a script starts is stopped by PID on
+# exit), free loopback ports, bounded readiness checks, /proc readings and
+# NGINX start-up.
 #
 # The sourcing script sets SCRIPT_NAME, then WORK (a temporary directory,
 # removed on exit) before starting processes, and sets no traps of its own.
 
 die() { echo "${SCRIPT_NAME:-bench}: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
+
+# ---------------------------------------------------------------- checks
+# need_tools PACKAGES TOOL... : dies naming every missing tool at once, and
+# the Debian PACKAGES that bring them.
+need_tools() {
+    local packages=$1 tool missing=()
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (Debian: apt-get install $packages)"
+}
+
+need_njs() { # NGINX's njs module, which every upstream here runs on
+    NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
+    [[ -r $NGINX_JS_MODULE ]] ||
+        die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
+}
+
+need_gateway_bin() {
+    [[ -x $GATEWAY_BIN ]] ||
+        die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release' or set GATEWAY_BIN"
+}
+
+# need_int NAME MIN : the variable NAME holds a decimal integer >= MIN (no
+# leading zero, which bash arithmetic would read as octal).
+need_int() {
+    local value=${!1}
+    [[ $value =~ ^(0|[1-9][0-9]*)$ ]] && ((value >= $2)) || die "$1 must be an integer >= $2 (got '$value')"
+}
 
 # ---------------------------------------------------------------- cleanup
 PIDS=() # every long-running process started here, stopped on exit
@@ -174,9 +205,7 @@ start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PID
 # the caller). One worker, keep-alive without limit, no access log.
 write_njs_upstream() {
     local dir=$1 port=$2
-    NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
-    [[ -r $NGINX_JS_MODULE ]] ||
-        die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
+    need_njs
     [[ -r $dir/upstream.js ]] || die "write_njs_upstream: $dir/upstream.js is missing"
     cat >"$dir/nginx.conf" <<EOF
 load_module $NGINX_JS_MODULE;
@@ -252,16 +281,17 @@ start_upstream() {
     wait_for upstream 200 "http://127.0.0.1:$UP_PORT/api/v1/query?query=up"
 }
 
-# gateway_env SECRET : GATEWAY_ENV, the environment (as `env ...` words) of a
-# gateway in front of UP_PORT with two workers and this HMAC secret, plus
-# the words of GATEWAY_EXTRA_ENV.
+# gateway_env SECRET [WORKERS] : GATEWAY_ENV, the environment (as `env ...`
+# words) of a gateway in front of UP_PORT with WORKERS workers (default 2) and
+# this HMAC secret, plus the words of GATEWAY_EXTRA_ENV. An array, not a
+# function, so that `"${GATEWAY_ENV[@]}" BIN &` is one process whose PID is $!.
 gateway_env() {
     local extra
     GATEWAY_ENV=(env -u CORTEX_GATEWAY_CONFIG
         CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR="http://127.0.0.1:$UP_PORT"
         CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND="http://127.0.0.1:$UP_PORT"
         CORTEX_GATEWAY__AUTH__JWT_SECRET="$1"
-        CORTEX_GATEWAY__SERVER__WORKERS=2
+        CORTEX_GATEWAY__SERVER__WORKERS="${2:-2}"
         CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT=2s)
     read -ra extra <<<"${GATEWAY_EXTRA_ENV:-}"
     if ((${#extra[@]})); then

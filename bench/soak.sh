@@ -28,14 +28,11 @@ SCRIPT_NAME=soak.sh
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
-NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 
-for tool in wrk nginx curl awk; do
-    command -v "$tool" >/dev/null 2>&1 || die "missing $tool (Debian: apt-get install wrk nginx-light libnginx-mod-http-js curl)"
-done
-[[ -r $NGINX_JS_MODULE ]] || die "NGINX njs module not found at $NGINX_JS_MODULE"
-[[ -x $GATEWAY_BIN ]] || die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release'"
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
+need_tools "wrk nginx-light libnginx-mod-http-js curl" wrk nginx curl awk
+need_njs
+need_gateway_bin
+need_int DURATION 1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cortex-gateway-soak.XXXXXX")
 chmod 755 "$WORK"

@@ -69,26 +69,20 @@ SCRAPE=${SCRAPE:-each}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 GATEWAY_BIN=${GATEWAY_BIN:-$REPO/target/release/cortex-gateway}
-NGINX_JS_MODULE=${NGINX_JS_MODULE:-/usr/lib/nginx/modules/ngx_http_js_module.so}
 
 SCRIPT_NAME=tenants.sh
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 
-for tool in wrk nginx curl python3 timeout sha256sum; do
-    command -v "$tool" >/dev/null 2>&1 ||
-        die "missing $tool (Debian: apt-get install wrk nginx-light libnginx-mod-http-js curl python3)"
-done
-[[ -r $NGINX_JS_MODULE ]] ||
-    die "NGINX njs module not found at $NGINX_JS_MODULE (Debian: apt-get install libnginx-mod-http-js; or set NGINX_JS_MODULE)"
-[[ -x $GATEWAY_BIN ]] ||
-    die "gateway binary not found at $GATEWAY_BIN: build it with 'cargo build --release' or set GATEWAY_BIN"
-[[ $TENANTS =~ ^[1-9][0-9]*$ ]] || die "TENANTS must be a positive integer"
-[[ $WAVE =~ ^[1-9][0-9]*$ ]] || die "WAVE must be a positive integer"
+need_tools "wrk nginx-light libnginx-mod-http-js curl python3" wrk nginx curl python3 timeout sha256sum
+need_njs
+need_gateway_bin
+need_int TENANTS 1
+need_int WAVE 1
 ((TENANTS % WAVE == 0)) || die "TENANTS ($TENANTS) must be a multiple of WAVE ($WAVE)"
 [[ $PASSES =~ ^[1-9]$ ]] || die "PASSES must be 1..9"
-[[ $C =~ ^[1-9][0-9]*$ ]] || die "C must be a positive integer"
-[[ $SETTLE =~ ^[0-9]+$ ]] || die "SETTLE must be a non-negative integer (seconds)"
+need_int C 1
+need_int SETTLE 0
 [[ $SCRAPE == each || $SCRAPE == end ]] || die "SCRAPE must be each or end"
 for m in $MODES; do
     case $m in true | false) ;; *) die "MODES: $m is not true or false" ;; esac
