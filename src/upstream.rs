@@ -708,7 +708,7 @@ mod tests {
         let pool: Pool<String> = Pool {
             upstreams: RefCell::default(),
             max_idle: 4,
-            idle_timeout: Duration::from_millis(50),
+            idle_timeout: Duration::from_secs(1),
             gauges: IntGaugeVec::new(prometheus::Opts::new("c", "c"), &["upstream", "state"])
                 .unwrap(),
             reaping: std::cell::Cell::new(false),
@@ -718,7 +718,7 @@ mod tests {
         pool.opened("http://a");
         pool.release("http://a", Some(sender));
         assert_eq!(pool.evict_expired(), 0, "not expired yet");
-        actix_rt::time::sleep(Duration::from_millis(60)).await;
+        actix_rt::time::sleep(Duration::from_millis(1100)).await;
         let counted = EVICTED_SINCE_TRIM.load(Ordering::Relaxed);
         assert_eq!(pool.evict_expired(), 1);
         // `>`, not `+ 1`: another test's pool may evict meanwhile.

@@ -218,7 +218,7 @@ fn the_pool_keeps_no_more_idle_connections_than_configured() {
 fn idle_upstream_connections_close_after_the_timeout_without_a_request() {
     let (upstream, _) = counting_upstream();
     let gateway = GatewayBuilder::new(&upstream, &upstream)
-        .env("CORTEX_GATEWAY__PROXY__IDLE_CONNECTION_TIMEOUT", "1s")
+        .env("CORTEX_GATEWAY__PROXY__IDLE_CONNECTION_TIMEOUT", "3s")
         .start();
     burst(&gateway, 20, 5);
     assert!(upstream_connections(&gateway, &upstream, "idle") >= 1.0);

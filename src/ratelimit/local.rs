@@ -190,16 +190,17 @@ mod tests {
 
     #[test]
     fn exactly_the_burst_passes_and_the_refusal_says_when_to_return() {
-        let buckets = buckets(0.1, 3, 0);
+        let buckets = buckets(0.001, 3, 0);
         for _ in 0..3 {
             assert_eq!(buckets.charge(0), Ok(()));
         }
         let Err(Refusal::Requests(wait)) = buckets.charge(0) else {
             panic!("the fourth request passed");
         };
-        // One cell comes back every 10 s.
-        assert!(wait > std::time::Duration::from_secs(9), "{wait:?}");
-        assert!(wait <= std::time::Duration::from_secs(10), "{wait:?}");
+        // One cell comes back every 1000 s; a slow machine may have used
+        // some of them since the burst.
+        assert!(wait > std::time::Duration::from_secs(900), "{wait:?}");
+        assert!(wait <= std::time::Duration::from_secs(1000), "{wait:?}");
     }
 
     #[test]
