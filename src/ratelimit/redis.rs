@@ -62,6 +62,11 @@ return {0, 0}
 const QUEUE: usize = 4096;
 /// The most calls written in one pipelined round trip.
 const MAX_BATCH: usize = 256;
+/// The longest line, bulk string or array accepted from Redis. Every answer
+/// here is a few dozen bytes (a script's SHA, two integers, an error); a
+/// larger one comes from a broken or hostile peer (plain `redis://` can be
+/// tampered with) and is refused before anything that size is allocated.
+const MAX_REPLY: usize = 64 * 1024;
 /// Pause between connection attempts while Redis is down.
 const RECONNECT: Duration = Duration::from_millis(500);
 /// The key prefix; the tenant is a hash tag (`{…}`), so that a tenant's
@@ -525,9 +530,12 @@ async fn write_command<W: AsyncWrite + Unpin>(out: &mut W, args: &[&[u8]]) -> st
 async fn read_value<R: AsyncBufReadExt + Unpin>(input: &mut R) -> std::io::Result<Value> {
     let line = read_line(input).await?;
     if let Some(count) = line.strip_prefix('*') {
-        let count: i64 = count.parse().map_err(|_| protocol(&line))?;
-        let mut items = Vec::with_capacity(count.max(0) as usize);
-        for _ in 0..count.max(0) {
+        let count: usize = match count.parse::<i64>() {
+            Ok(count) if count <= MAX_REPLY as i64 => count.max(0) as usize,
+            _ => return Err(protocol(&line)),
+        };
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
             let item = read_line(input).await?;
             items.push(read_scalar(input, item).await?);
         }
@@ -553,9 +561,13 @@ async fn read_scalar<R: AsyncBufReadExt + Unpin>(
             if length < 0 {
                 return Ok(Value::Bulk(None));
             }
-            let mut data = vec![0; length as usize + 2];
+            if length > MAX_REPLY as i64 {
+                return Err(protocol(&line));
+            }
+            let length = length as usize;
+            let mut data = vec![0; length + 2];
             input.read_exact(&mut data).await?;
-            data.truncate(length as usize);
+            data.truncate(length);
             Ok(Value::Bulk(Some(data)))
         }
         _ => Err(protocol(&line)),
@@ -565,8 +577,15 @@ async fn read_scalar<R: AsyncBufReadExt + Unpin>(
 /// One line without its CRLF; end of stream is an error.
 async fn read_line<R: AsyncBufReadExt + Unpin>(input: &mut R) -> std::io::Result<String> {
     let mut line = Vec::new();
-    if input.read_until(b'\n', &mut line).await? == 0 {
+    let read = (&mut *input)
+        .take(MAX_REPLY as u64)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if read == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(protocol("a line that does not end"));
     }
     while matches!(line.last(), Some(b'\n' | b'\r')) {
         line.pop();
@@ -643,5 +662,30 @@ mod tests {
             matches!(read_value(&mut input).await.unwrap(), Value::Error(e) if e == "NOSCRIPT x")
         );
         assert!(read_value(&mut input).await.is_err(), "end of stream");
+    }
+
+    /// Sizes a peer announces are checked before anything is allocated.
+    #[actix_rt::test]
+    async fn oversized_answers_are_refused() {
+        let long_line = format!("+{}\r\n", "x".repeat(MAX_REPLY));
+        for answer in [
+            "$4294967296\r\n",
+            "*4294967296\r\n",
+            "+OK",
+            long_line.as_str(),
+        ] {
+            let mut input = answer.as_bytes();
+            let error = read_value(&mut input).await.unwrap_err();
+            assert_eq!(
+                error.kind(),
+                std::io::ErrorKind::InvalidData,
+                "{answer:.20}"
+            );
+        }
+        let mut input: &[u8] = b"$3\r\nabc\r\n";
+        assert!(matches!(
+            read_value(&mut input).await,
+            Ok(Value::Bulk(Some(_)))
+        ));
     }
 }
