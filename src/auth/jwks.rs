@@ -454,8 +454,15 @@ fn is_plain_http_elsewhere(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("http://") else {
         return false;
     };
-    let host = rest.split(['/', ':']).next().unwrap_or_default();
-    !(host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]"))
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    !(loopback || host == "localhost")
 }
 
 /// 1 s, 2 s, 4 s, … up to [`MAX_BACKOFF`].
@@ -557,6 +564,9 @@ mod tests {
         assert!(!is_plain_http_elsewhere("http://127.0.0.1:8080/keys"));
         assert!(!is_plain_http_elsewhere("http://localhost/keys"));
         assert!(!is_plain_http_elsewhere("http://[::1]:80/keys"));
+        assert!(!is_plain_http_elsewhere("http://127.0.0.2/keys"));
+        assert!(is_plain_http_elsewhere("http://127.evil.example/keys"));
+        assert!(is_plain_http_elsewhere("http://[::2]/keys"));
     }
 
     #[test]
