@@ -321,3 +321,26 @@ fn a_federated_read_counts_against_each_of_its_tenants() {
     );
     assert_eq!(setup.query_frontend.requests().len(), 4);
 }
+
+/// With `metrics.per_tenant = false` the limits still hold, and their
+/// series carry no tenant: nothing in `/metrics` grows with the tenants.
+#[test]
+fn without_per_tenant_metrics_refusals_are_counted_without_the_tenant() {
+    let setup = Setup::start(
+        "[metrics]\nper_tenant = false\n\n\
+         [limits]\nrequests_per_second = 0.01\nburst = 1\nmax_inflight = 4\n",
+    );
+    for tenant in ["team-a", "team-b"] {
+        assert_eq!(passed(3, "requests_per_second", || setup.query(tenant)), 1);
+    }
+    assert_eq!(setup.limited("", "requests"), 4.0);
+    let samples = setup.gateway.samples();
+    assert!(!samples
+        .iter()
+        .any(|s| s.name == "cortex_gateway_tenant_inflight_requests"));
+    let with_a_tenant: Vec<_> = samples
+        .iter()
+        .filter(|s| s.labels.get("tenant").is_some_and(|t| !t.is_empty()))
+        .collect();
+    assert!(with_a_tenant.is_empty(), "{with_a_tenant:?}");
+}

@@ -22,10 +22,16 @@ struct RedisServer {
 
 impl RedisServer {
     fn start(port: u16) -> Self {
+        Self::start_with(port, &[])
+    }
+
+    /// With more `redis-server` options (`--requirepass`, say).
+    fn start_with(port: u16, options: &[&str]) -> Self {
         let dir = std::env::temp_dir();
         let child = Command::new("redis-server")
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .args(["--port", &port.to_string()])
+            .args(options)
             .arg("--dir")
             .arg(dir)
             .stdin(Stdio::null())
@@ -33,7 +39,11 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (.ci/run installs Debian's redis-server)");
-        wait_until("redis-server answers PING", || ping(port));
+        // Without the password it answers, refusing: it is up.
+        wait_until("redis-server answers PING", || {
+            command(port, &["PING"])
+                .is_some_and(|answer| answer == "+PONG" || answer.starts_with("-NOAUTH"))
+        });
         Self { child }
     }
 
@@ -54,17 +64,20 @@ impl Drop for RedisServer {
     }
 }
 
-fn ping(port: u16) -> bool {
-    command(port, "PING").as_deref() == Some("+PONG")
-}
-
-/// One inline command to the Redis on `port`: the first line of its answer.
-fn command(port: u16, line: &str) -> Option<String> {
+/// Inline commands to the Redis on `port`, on one connection: the first
+/// line of the last answer.
+fn command(port: u16, lines: &[&str]) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+    for line in lines {
+        stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+    }
+    let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).ok()?;
+    for _ in lines {
+        answer.clear();
+        reader.read_line(&mut answer).ok()?;
+    }
     Some(answer.trim_end().to_owned())
 }
 
@@ -174,7 +187,7 @@ fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
 
     // Redis forgets the script (as after a restart the gateway did not
     // notice): the calls go again with the whole script, no error.
-    assert_eq!(command(port, "SCRIPT FLUSH").as_deref(), Some("+OK"));
+    assert_eq!(command(port, &["SCRIPT FLUSH"]).as_deref(), Some("+OK"));
     let errors: Vec<f64> = gateways.iter().map(backend_errors).collect();
     assert_eq!(passed(&gateways, "team-c", 20), 6);
     assert_eq!(
@@ -214,4 +227,67 @@ fn a_redis_slower_than_the_timeout_is_skipped_while_it_is() {
     let before = errors();
     assert_eq!(passed(&gateways, "team-c", 2), 0);
     assert_eq!(errors(), before, "Redis decided");
+}
+
+/// A Redis that wants a password, in database 3: the gateway logs in with
+/// the password from `limits.redis_password_file`, and neither its log nor
+/// `check-config` shows it.
+#[test]
+fn the_redis_password_comes_from_its_file_and_is_never_shown() {
+    let port = free_port();
+    let password = "pw-7f3a9c1e5b2d";
+    let _redis = RedisServer::start_with(port, &["--requirepass", password]);
+    let upstream = Upstream::start("query-frontend");
+    let dir = std::env::temp_dir().join(format!("cortex-gateway-redis-pw-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("redis-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let config = format!(
+        "[limits]\nrequests_per_second = 0.01\nburst = 2\nbackend = \"redis\"\n\
+         redis_url = \"redis://127.0.0.1:{port}/3\"\nredis_password_file = \"{}\"\n",
+        password_file.display()
+    );
+    let gateways = [GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .config(&config)
+        .start()];
+    wait_until("the gateway connects to Redis", || {
+        connections(&gateways[0]) == 1
+    });
+    assert_eq!(passed(&gateways, "team-a", 4), 2);
+    assert_eq!(backend_errors(&gateways[0]), 0.0, "Redis decided");
+    let auth = format!("AUTH {password}");
+    assert_eq!(
+        command(port, &[&auth, "SELECT 3", "DBSIZE"]).as_deref(),
+        Some(":1")
+    );
+    assert_eq!(command(port, &[&auth, "DBSIZE"]).as_deref(), Some(":0"));
+
+    let logs = gateways[0].logs();
+    assert!(
+        logs.contains(&format!("redis://<redacted>@127.0.0.1:{port}/3")),
+        "{logs}"
+    );
+    let output = common::command()
+        .arg("check-config")
+        .arg("--config")
+        .arg(gateways[0].config_path())
+        .env("CORTEX_GATEWAY__UPSTREAMS__DISTRIBUTOR", upstream.url())
+        .env("CORTEX_GATEWAY__UPSTREAMS__QUERY_FRONTEND", upstream.url())
+        .env(
+            "CORTEX_GATEWAY__AUTH__JWT_SECRET",
+            "check-config-secret-0123456789abcdef",
+        )
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    // The URL has no secret to hide here; the password's file is named.
+    assert!(
+        shown.contains(&format!("redis_url = \"redis://127.0.0.1:{port}/3\"")),
+        "{shown}"
+    );
+    assert!(shown.contains("redis_password_file = "), "{shown}");
+    for text in [&logs, &shown.to_string()] {
+        assert!(!text.contains(password), "the password is shown:\n{text}");
+    }
 }
