@@ -115,13 +115,22 @@ async fn check_buffer_retention(body_len: usize, threshold: usize, partial: bool
         assert!(dispatcher.as_mut().poll(&mut cx).is_pending());
     }
 
-    let DispatcherState::Normal { inner } = &dispatcher.inner else {
+    // patched: once the response is flushed and the connection is idle, the write buffer is
+    // released completely, whatever its size was. Capacity 0 alone would also hold for a full
+    // buffer advanced to its end, which keeps its allocation: try_reclaim does not allocate, and
+    // succeeds only if an old allocation is still there to make room in.
+    let DispatcherStateProj::Normal { inner } = dispatcher.as_mut().project().inner.project()
+    else {
         panic!()
     };
-    // patched: once the response is flushed and the connection is idle, the write buffer is
-    // released completely, whatever its size was
-    assert!(inner.write_buf.is_empty());
-    assert_eq!(inner.write_buf.capacity(), 0, "drained buffer retained");
+    let write_buf = inner.project().write_buf;
+    assert!(write_buf.is_empty());
+    let capacity = write_buf.capacity();
+    assert!(
+        !write_buf.try_reclaim(1),
+        "drained buffer retained (capacity {capacity})"
+    );
+    assert_eq!(capacity, 0, "drained buffer retained");
 
     let response = io.take_write_buf();
     // Compare the complete body separately from the generated HTTP headers.
@@ -147,10 +156,17 @@ async fn check_buffer_retention(body_len: usize, threshold: usize, partial: bool
         &response[body_start..]
     );
 
-    let DispatcherState::Normal { inner } = &dispatcher.inner else {
+    let DispatcherStateProj::Normal { inner } = dispatcher.as_mut().project().inner.project()
+    else {
         panic!()
     };
-    assert_eq!(inner.write_buf.capacity(), 0, "drained buffer retained");
+    let write_buf = inner.project().write_buf;
+    let capacity = write_buf.capacity();
+    assert!(
+        !write_buf.try_reclaim(1),
+        "drained buffer retained (capacity {capacity})"
+    );
+    assert_eq!(capacity, 0, "drained buffer retained");
 }
 
 #[actix_rt::test]

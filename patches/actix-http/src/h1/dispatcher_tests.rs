@@ -466,17 +466,22 @@ async fn idle_keep_alive_connection_holds_no_buffers() {
         assert!(inner.messages.is_empty());
         assert!(inner.payload.is_none());
 
-        // and holds no buffers
-        assert_eq!(
-            inner.read_buf.capacity(),
-            0,
-            "idle connection kept its read buffer"
+        // and holds no buffers: not merely capacity 0, which a full buffer advanced to its end
+        // also has while keeping its allocation; try_reclaim does not allocate, and succeeds
+        // only if an old allocation is still there to make room in
+        let inner = inner.project();
+        let read_capacity = inner.read_buf.capacity();
+        assert!(
+            !inner.read_buf.try_reclaim(1),
+            "idle connection kept its read buffer (capacity {read_capacity})"
         );
-        assert_eq!(
-            inner.write_buf.capacity(),
-            0,
-            "idle connection kept its write buffer"
+        assert_eq!(read_capacity, 0, "idle connection kept its read buffer");
+        let write_capacity = inner.write_buf.capacity();
+        assert!(
+            !inner.write_buf.try_reclaim(1),
+            "idle connection kept its write buffer (capacity {write_capacity})"
         );
+        assert_eq!(write_capacity, 0, "idle connection kept its write buffer");
     })
     .await;
 }
