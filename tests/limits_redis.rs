@@ -291,3 +291,61 @@ fn the_redis_password_comes_from_its_file_and_is_never_shown() {
         assert!(!text.contains(password), "the password is shown:\n{text}");
     }
 }
+
+/// Ingest bytes are one shared bucket in Redis too, and every key expires
+/// once its bucket would be full again: idle tenants leave nothing behind.
+#[test]
+fn ingest_bytes_are_shared_and_every_key_expires_when_its_bucket_is_full() {
+    let port = free_port();
+    let _redis = RedisServer::start(port);
+    let upstream = Upstream::start("distributor");
+    let config = format!(
+        "{}ingest_bytes_per_second = 1\ningest_burst_bytes = 1000\n",
+        redis_limits(port, 5, "5s")
+    );
+    let gateways: Vec<Gateway> = (0..2)
+        .map(|_| {
+            GatewayBuilder::new(&upstream.url(), &upstream.url())
+                .config(&config)
+                .start()
+        })
+        .collect();
+    for gateway in &gateways {
+        wait_until("the gateway connects to Redis", || {
+            connections(gateway) == 1
+        });
+    }
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| {
+            let gateway = &gateways[i % 2];
+            tenant_request(gateway.addr(), "POST", "/api/v1/push", "team-a", &[7; 400]).status
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "1000 bytes in all, not 1000 each"
+    );
+    assert_eq!(upstream.requests().len(), 2);
+    for gateway in &gateways {
+        assert_eq!(backend_errors(gateway), 0.0, "Redis decided");
+    }
+
+    // Two requests at one per 100 s, 800 bytes at 1 per second: the keys
+    // live until the buckets are full again, and no longer.
+    let pttl = |key: &str| -> u64 {
+        let answer = command(
+            port,
+            &[&format!("PTTL cortex-gateway:limit:{{team-a}}:{key}")],
+        );
+        answer
+            .as_deref()
+            .and_then(|a| a.strip_prefix(':'))
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(|| panic!("PTTL of {key}: {answer:?}"))
+    };
+    let requests = pttl("requests");
+    assert!((150_000..=200_001).contains(&requests), "{requests} ms");
+    let bytes = pttl("ingest_bytes");
+    assert!((750_000..=800_001).contains(&bytes), "{bytes} ms");
+}
