@@ -116,6 +116,24 @@ fn backend_errors(gateway: &Gateway) -> f64 {
     gateway.metric("cortex_gateway_limits_backend_errors_total")
 }
 
+/// `count` gateways in front of `upstream` with `config`, each connected
+/// to Redis.
+fn connected_gateways(count: usize, upstream: &Upstream, config: &str) -> Vec<Gateway> {
+    let gateways: Vec<Gateway> = (0..count)
+        .map(|_| {
+            GatewayBuilder::new(&upstream.url(), &upstream.url())
+                .config(config)
+                .start()
+        })
+        .collect();
+    for gateway in &gateways {
+        wait_until("the gateway connects to Redis", || {
+            connections(gateway) == 1
+        });
+    }
+    gateways
+}
+
 /// The `[limits]` of a gateway on the Redis at `port`.
 fn redis_limits(port: u16, burst: u32, timeout: &str) -> String {
     format!(
@@ -132,18 +150,7 @@ fn two_gateways_share_one_limit_and_serve_through_a_redis_outage() {
     // A generous timeout: on a loaded machine a slow answer would fall back
     // to the local buckets and blur the shared count.
     let config = redis_limits(port, 6, "5s");
-    let gateways: Vec<Gateway> = (0..2)
-        .map(|_| {
-            GatewayBuilder::new(&upstream.url(), &upstream.url())
-                .config(&config)
-                .start()
-        })
-        .collect();
-    for gateway in &gateways {
-        wait_until("the gateway connects to Redis", || {
-            connections(gateway) == 1
-        });
-    }
+    let gateways = connected_gateways(2, &upstream, &config);
 
     // One bucket for both: 6 pass in all, not 6 each.
     assert_eq!(passed(&gateways, "team-a", 20), 6);
@@ -201,12 +208,7 @@ fn a_redis_slower_than_the_timeout_is_skipped_while_it_is() {
     let port = free_port();
     let redis = RedisServer::start(port);
     let upstream = Upstream::start("query-frontend");
-    let gateways = [GatewayBuilder::new(&upstream.url(), &upstream.url())
-        .config(&redis_limits(port, 3, "100ms"))
-        .start()];
-    wait_until("the gateway connects to Redis", || {
-        connections(&gateways[0]) == 1
-    });
+    let gateways = connected_gateways(1, &upstream, &redis_limits(port, 3, "100ms"));
 
     // Redis stops answering: each request waits at most the timeout, then
     // the local bucket (burst 3) decides; nothing fails.
@@ -247,12 +249,7 @@ fn the_redis_password_comes_from_its_file_and_is_never_shown() {
          redis_url = \"redis://127.0.0.1:{port}/3\"\nredis_password_file = \"{}\"\n",
         password_file.display()
     );
-    let gateways = [GatewayBuilder::new(&upstream.url(), &upstream.url())
-        .config(&config)
-        .start()];
-    wait_until("the gateway connects to Redis", || {
-        connections(&gateways[0]) == 1
-    });
+    let gateways = connected_gateways(1, &upstream, &config);
     assert_eq!(passed(&gateways, "team-a", 4), 2);
     assert_eq!(backend_errors(&gateways[0]), 0.0, "Redis decided");
     let auth = format!("AUTH {password}");
@@ -303,18 +300,7 @@ fn ingest_bytes_are_shared_and_every_key_expires_when_its_bucket_is_full() {
         "{}ingest_bytes_per_second = 1\ningest_burst_bytes = 1000\n",
         redis_limits(port, 5, "5s")
     );
-    let gateways: Vec<Gateway> = (0..2)
-        .map(|_| {
-            GatewayBuilder::new(&upstream.url(), &upstream.url())
-                .config(&config)
-                .start()
-        })
-        .collect();
-    for gateway in &gateways {
-        wait_until("the gateway connects to Redis", || {
-            connections(gateway) == 1
-        });
-    }
+    let gateways = connected_gateways(2, &upstream, &config);
     let statuses: Vec<u16> = (0..3)
         .map(|i| {
             let gateway = &gateways[i % 2];
