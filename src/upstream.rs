@@ -648,7 +648,7 @@ impl Default for RawProxy {
             connect_timeout: "5s".to_owned(),
             tls_ca_file: None,
             tls_insecure_skip_verify: false,
-            max_idle_connections_per_upstream: 100,
+            max_idle_connections_per_upstream: 1000,
             idle_connection_timeout: "30s".to_owned(),
         }
     }
