@@ -98,38 +98,7 @@ write_body_reading_upstream "$WORK/upstream" "$UP_PORT"
 
 # NGINX as the proxy the gateway replaces: sets the tenant, checks nothing.
 free_port NGINX_PORT
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 2;
-worker_rlimit_nofile 65536;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    upstream cortex {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        client_max_body_size 0;
-        client_body_buffer_size 128k;
-        location / {
-            proxy_pass http://cortex;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Scope-OrgID tenant-a;
-        }
-    }
-}
-EOF
-
+write_nginx_proxy "$WORK/nginx" "$NGINX_PORT" "$UP_PORT" 4096 65536
 
 log "starting upstream (nginx+njs, 1 worker) on 127.0.0.1:$UP_PORT"
 start_nginx "$WORK/upstream"
@@ -162,35 +131,17 @@ TOKEN=$("${GATEWAY_ENV[@]}" "$GATEWAY_BIN" token --tenant tenant-a) || die "coul
 [[ -n $TOKEN ]] || die "empty token"
 AUTH="Authorization: Bearer $TOKEN"
 
-start_gateway() { # start_gateway PORT LOGFILE [BINARY [EXTRA_ENV]] ; the PID goes to STARTED_PID and PIDS
-    local binary=${3:-$GATEWAY_BIN} extra
-    read -ra extra <<<"${4:-}"
-    "${GATEWAY_ENV[@]}" "${extra[@]}" "$binary" \
-        -server.http-listen-address=127.0.0.1 -server.http-listen-port="$1" \
-        -log.level=warn >"$2" 2>&1 &
-    STARTED_PID=$!
-    PIDS+=("$STARTED_PID")
-    # env execs the gateway: make sure the PID measured is the gateway's.
-    local i exe="" want
-    want=$(readlink -f "$binary")
-    for ((i = 0; i < 50; i++)); do
-        exe=$(readlink "/proc/$STARTED_PID/exe" 2>/dev/null) || exe=""
-        [[ $exe == "$want" ]] && return 0
-        sleep 0.1
-    done
-    die "process $STARTED_PID is not $binary (${exe:-exited}); see $2"
-}
-
 free_port GW_PORT
 log "starting cortex-gateway (2 workers) on 127.0.0.1:$GW_PORT"
 start_gateway "$GW_PORT" "$WORK/gateway.log"
 GW_PID=$STARTED_PID
 wait_for gateway 200 "http://127.0.0.1:$GW_PORT/health"
 wait_for "gateway with a token" 200 -H "$AUTH" "http://127.0.0.1:$GW_PORT/api/v1/query?query=up"
-code=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/api/v1/query?query=up")
+code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT/api/v1/query?query=up")
 [[ $code == 401 ]] || die "gateway answered $code without a token (expected 401): is it verifying?"
 
 TARGETS="direct nginx gateway"
+[[ -z ${GATEWAY_B_ENV:-} || -n ${GATEWAY_B_BIN:-} ]] || die "GATEWAY_B_ENV needs GATEWAY_B_BIN (the same binary for an A/B of a setting)"
 if [[ -n ${GATEWAY_B_BIN:-} ]]; then
     [[ -x $GATEWAY_B_BIN ]] || die "GATEWAY_B_BIN: no executable at $GATEWAY_B_BIN"
     cp "$GATEWAY_B_BIN" "$WORK/cortex-gateway-b"
@@ -401,7 +352,7 @@ ratio_cells() { # ratio_cells WORKLOAD A B COLUMN... -> "r1 | r2 ...": A/B of ea
 }
 
 {
-    echo "Medians of $ROUNDS rounds; each run: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${DURATION}s --latency"
+    echo "Medians of $ROUNDS rounds after ${WARMUP}s of warm-up per target and workload; each run: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${DURATION}s --latency -H 'Authorization: Bearer …' (POSTs: -s, a Lua script that sends the body)"
     echo "(RSS and CPU are the proxy's; \"direct\" has no proxy.)"
     echo
     echo "| workload | target | req/s | p50 ms | p99 ms | peak RSS MiB | CPU µs/req |"
@@ -427,7 +378,7 @@ ratio_cells() { # ratio_cells WORKLOAD A B COLUMN... -> "r1 | r2 ...": A/B of ea
     done
     if [[ $TARGETS == *gateway_b* ]]; then
         echo
-        echo "Second build (gateway_b: $GATEWAY_B_BIN, sha256 $GATEWAY_B_SHA…) against gateway:"
+        echo "Second build (gateway_b: $GATEWAY_B_BIN, sha256 $GATEWAY_B_SHA…${GATEWAY_B_ENV:+, environment $GATEWAY_B_ENV}) against gateway:"
         echo
         echo "| workload | gateway_b/gateway req/s | gateway_b/gateway p99 | gateway_b/gateway CPU/req | gateway_b/nginx req/s | gateway_b/nginx CPU/req |"
         echo "| --- | ---: | ---: | ---: | ---: | ---: |"
@@ -542,7 +493,7 @@ fi
 
 {
     echo
-    echo "Gateway: repository at $GIT_REV; binary sha256 $GATEWAY_SHA…; load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Gateway: repository at $GIT_REV; binary sha256 $GATEWAY_SHA…${GATEWAY_EXTRA_ENV:+; environment $GATEWAY_EXTRA_ENV}; load average (1/5/15 min) at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
         "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo);" \
         "$(nginx -v 2>&1 | sed 's/^nginx version: //'); $(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }')"

@@ -341,8 +341,9 @@ cat >"$WORK/report.py" <<'PY'
 import json, sys
 
 lines = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-runs = [r for r in lines if "waves" in r]
+runs = [r for r in lines if r["label"] != "nginx-baseline"]
 baseline = next((r for r in lines if r["label"] == "nginx-baseline"), None)
+fmt = lambda k: "-" if k is None else f"{k:.1f}"
 mib = lambda k: f"{k / 1024:.1f}"
 
 
@@ -364,19 +365,19 @@ for r in runs:
     after = ", ".join(mib(w["after"]["rss"]) for w in r["waves"])
     ratio = ", ".join(f"{w['after']['rss'] / b:.2f}" for w in r["waves"])
     n = str(r["n"]) if w1["open_at_read"] == r["n"] else f"{w1['open_at_read']} of {r['n']}"
-    print(f"| {r['label']} | {n} | {mib(b)} | {mib(w1['idle']['rss'])} | {kib[r['label']]:.1f} | "
+    print(f"| {r['label']} | {n} | {mib(b)} | {mib(w1['idle']['rss'])} | {fmt(kib[r['label']])} | "
           f"{after} | {ratio} |")
 if kib.get("gateway") is not None and kib.get("nginx"):
     print()
     print(f"gateway/nginx KiB per idle connection: {kib['gateway'] / kib['nginx']:.2f}")
 nginx = next((r for r in runs if r["label"] == "nginx"), None)
-if baseline and nginx:
+if baseline and nginx and nginx["waves"][0]["open_at_read"]:
     w1 = nginx["waves"][0]
-    slots = (nginx["before"]["rss"] - baseline["rss"]) / w1["open_at_read"]
-    all_in = (w1["idle"]["rss"] - baseline["rss"]) / w1["open_at_read"]
+    slots = (nginx["before"]["rss"] - baseline["before"]["rss"]) / w1["open_at_read"]
+    all_in = (w1["idle"]["rss"] - baseline["before"]["rss"]) / w1["open_at_read"]
     print()
-    print(f"nginx with worker_connections {baseline['slots']} after the warm-up: {mib(baseline['rss'])} MiB; "
-          f"its {nginx['n'] + 1024} preallocated slots add {slots:.1f} KiB per connection to 'before': "
+    print(f"nginx with worker_connections 1024 after the same warm-up: {mib(baseline['before']['rss'])} MiB; "
+          f"{nginx['n'] + 1024} slots in each of its 2 workers instead add {slots:.1f} KiB per connection to 'before': "
           f"all-in, (RSS with N idle - that baseline) / N = {all_in:.1f} KiB per idle connection")
     if kib.get("gateway") is not None:
         print(f"gateway/nginx KiB per idle connection, all-in: {kib['gateway'] / all_in:.2f}")
@@ -400,7 +401,7 @@ for r in runs:
             closed += f" ({w['closed_by_proxy_in_hold']} in a {w['hold_s']:g} s hold)"
         failed = ", ".join(f"{why}: {c}" for why, c in w["failed"].items()) or "none"
         print(f"| {r['label']} | {i + 1} | {w['open_at_read']} | {w['ramp_s']:.2f} | {w['oldest_idle_s']:.2f} | "
-              f"{mib(w['idle']['rss'])} | {k:.1f} | {'-' if ka is None else f'{ka:.1f}'} | {kd:.1f} | "
+              f"{mib(w['idle']['rss'])} | {fmt(k)} | {fmt(ka)} | {fmt(kd)} | "
               f"{mib(w['after']['rss'])} | {w['after']['rss'] / r['before']['rss']:.2f} | {fds} | {closed} | {failed} |")
 PY
 
@@ -433,54 +434,27 @@ start_proxy_nginx() { # sets PROXY_PORT and PROXY_PIDS (master and workers)
 # stock configuration (1024) and no N: its RSS after the same warm-up is the
 # baseline of the "all-in" figure, (RSS with N idle - this baseline) / N.
 nginx_baseline() {
-    local i pid rss=0
     start_nginx_with_slots nginx-baseline 1024
-    for ((i = 0; i < WINDOW; i++)); do
-        curl -s -o /dev/null -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
-    done
-    sleep 1
-    for pid in $PROXY_PIDS; do
-        rss=$((rss + $(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")))
-    done
-    echo "{\"label\": \"nginx-baseline\", \"slots\": 1024, \"rss\": $rss}" >>"$RESULTS_TMP"
-    stop_pid "$PROXY_MAIN"
+    run_client nginx-baseline 0
+}
+
+run_client() { # run_client LABEL WAVES : idle_client.py against PROXY_PORT, then the proxy stopped
+    # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
+    timeout $((60 + ${BEFORE_SETTLE#-} + SETTLE + $2 * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$1" --port "$PROXY_PORT" \
+        --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$2" \
+        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" >>"$RESULTS_TMP" &
+    client=$!
+    PIDS+=("$client")
+    wait "$client" || die "the client failed against $1 (exit $?)"
+    forget_pid "$client"
+    stop_pid "$PROXY_MAIN" # NGINX's master stops its workers
     forget_pid "$PROXY_MAIN"
 }
 
 start_nginx_with_slots() { # NAME SLOTS; sets PROXY_PORT and PROXY_PIDS
     local dir=$WORK/$1 slots=$2 i
     free_port PROXY_PORT
-    mkdir -p "$dir"
-    cat >"$dir/nginx.conf" <<EOF
-worker_processes 2;
-worker_rlimit_nofile $NOFILE;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections $slots; }
-http {
-    access_log off;
-    client_body_temp_path $dir/body;
-    proxy_temp_path $dir/proxy;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-    upstream cortex {
-        server 127.0.0.1:$UP_PORT;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    server {
-        listen 127.0.0.1:$PROXY_PORT backlog=4096;
-        client_max_body_size 0;
-        client_body_buffer_size 128k;
-        location / {
-            proxy_pass http://cortex;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Scope-OrgID tenant-a;
-        }
-    }
-}
-EOF
+    write_nginx_proxy "$dir" "$PROXY_PORT" "$UP_PORT" "$slots" "$NOFILE"
     start_nginx "$dir" # inherits this shell's `ulimit -n`
     PROXY_MAIN=$STARTED_PID
     wait_for nginx 200 -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
@@ -488,6 +462,7 @@ EOF
         (($(wc -w <<<"$(children_of "$PROXY_MAIN")") >= 2)) && break
         sleep 0.1
     done
+    (($(wc -w <<<"$(children_of "$PROXY_MAIN")") >= 2)) || die "NGINX in $dir did not start both workers"
     PROXY_PIDS="$PROXY_MAIN $(children_of "$PROXY_MAIN")"
 }
 
@@ -515,16 +490,7 @@ for target in $TARGETS; do
         limits+=" $(awk '/^Max open files/ { print $4 }' "/proc/$pid/limits")"
     done
     log "$target on 127.0.0.1:$PROXY_PORT, PIDs $PROXY_PIDS (open-file limits:$limits): $WAVES waves of $N idle connections"
-    # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
-    timeout $((60 + ${BEFORE_SETTLE#-} + WAVES * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$target" --port "$PROXY_PORT" \
-        --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$WAVES" \
-        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" >>"$RESULTS_TMP" &
-    client=$!
-    PIDS+=("$client")
-    wait "$client" || die "the client failed against $target (exit $?)"
-    forget_pid "$client"
-    stop_pid "$PROXY_MAIN" # NGINX's master stops its workers
-    forget_pid "$PROXY_MAIN"
+    run_client "$target" "$WAVES"
 done
 [[ -n ${RESULTS:-} ]] && cat "$RESULTS_TMP" >>"$RESULTS"
 

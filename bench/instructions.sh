@@ -83,11 +83,12 @@ for binary in "$@"; do
         PIDS+=("$pid")
         wait_for "gateway $n under valgrind" 200 -m 5 "http://127.0.0.1:$port/health"
         load "$w" "$port" 3 "$WORK/warmup.txt"
-        callgrind_control -z "$pid" >/dev/null 2>&1
+        callgrind_control -z "$pid" >/dev/null
         load "$w" "$port" "$DURATION" "$WORK/wrk-$n-$w.txt"
-        callgrind_control -d "$pid" >/dev/null 2>&1
+        callgrind_control -d "$pid" >/dev/null
         requests=$(awk '/requests in/ { print $1; exit }' "$WORK/wrk-$n-$w.txt")
         for ((i = 0; i < 50; i++)); do [[ -s $out.1 ]] && break; sleep 0.2; done
+        [[ -s $out.1 ]] || die "no callgrind dump for $binary ($w); see $WORK/gateway-$n-$w.log"
         total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
         stop_pid "$pid"
         forget_pid "$pid"

@@ -7,6 +7,9 @@
 # The sourcing script sets SCRIPT_NAME, then WORK (a temporary directory,
 # removed on exit) before starting processes, and sets no traps of its own.
 
+# Numbers are printed and sorted with a decimal point, whatever the locale.
+export LC_ALL=C
+
 die() { echo "${SCRIPT_NAME:-bench}: $*" >&2; exit 1; }
 log() { echo "== $*" >&2; }
 
@@ -142,10 +145,11 @@ cpu_ticks() { # utime+stime in clock ticks, summed over the PIDs given
     echo "$total"
 }
 
-status_kib() { # status_kib FIELD PID... : a /proc/PID/status field in KiB, summed
+status_kib() { # status_kib FIELD PID... : a /proc/PID/status field in KiB, summed; fails when a PID is gone
     local field=$1 total=0 pid key value _
     shift
     for pid in "$@"; do
+        [[ -r /proc/$pid/status ]] || return 1
         while read -r key value _; do
             if [[ $key == "$field:" ]]; then
                 total=$((total + value))
@@ -199,12 +203,17 @@ start_nginx() { # start_nginx DIR ; the master's PID goes to STARTED_PID and PID
 }
 
 # ---------------------------------------------------------------- upstream
-# write_njs_upstream DIR PORT : an NGINX config in DIR (start it with
-# start_nginx DIR) that hands every request, its body read whole and in
-# memory, to the `handle` function exported by DIR/upstream.js (written by
-# the caller). One worker, keep-alive without limit, no access log.
+# write_njs_upstream DIR PORT [CONNECTION_LOG] : an NGINX config in DIR
+# (start it with start_nginx DIR) that hands every request, its body read
+# whole and in memory, to the `handle` function exported by DIR/upstream.js
+# (written by the caller). One worker, keep-alive without limit. No access
+# log, or with CONNECTION_LOG one line per request: the serial number of the
+# connection it came on (distinct numbers = connections opened).
 write_njs_upstream() {
-    local dir=$1 port=$2
+    local dir=$1 port=$2 access_log="access_log off;"
+    if [[ -n ${3:-} ]]; then
+        access_log="log_format connection '\$connection'; access_log $3 connection;"
+    fi
     need_njs
     [[ -r $dir/upstream.js ]] || die "write_njs_upstream: $dir/upstream.js is missing"
     cat >"$dir/nginx.conf" <<EOF
@@ -215,7 +224,7 @@ pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    $access_log
     js_import main from $dir/upstream.js;
     client_body_temp_path $dir/body;
     proxy_temp_path $dir/proxy;
@@ -232,7 +241,8 @@ http {
 EOF
 }
 
-# write_body_reading_upstream DIR PORT : the upstream of bench/compare.sh. It
+# write_body_reading_upstream DIR PORT [CONNECTION_LOG] : the upstream of
+# bench/compare.sh (CONNECTION_LOG: see write_njs_upstream). It
 # reads each request body whole before it answers 200, as Cortex does; NGINX's
 # plain `return 200` would answer before reading a POST body and flatter any
 # proxy in front of it.
@@ -255,7 +265,47 @@ function handle(r) {
 }
 export default { handle };
 EOF
-    write_njs_upstream "$dir" "$port"
+    write_njs_upstream "$dir" "$port" "${3:-}"
+}
+
+# write_nginx_proxy DIR PORT UPSTREAM_PORT SLOTS NOFILE : the NGINX that the
+# gateway replaces, as the benchmarks run it: two workers of SLOTS
+# connections each, in front of the upstream on UPSTREAM_PORT, keeping up to
+# 64 idle upstream connections per worker (`keepalive 64`); it sets the
+# tenant and checks nothing.
+write_nginx_proxy() {
+    local dir=$1 port=$2 up_port=$3 slots=$4 nofile=$5
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 2;
+worker_rlimit_nofile $nofile;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $slots; }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+    upstream cortex {
+        server 127.0.0.1:$up_port;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        client_max_body_size 0;
+        client_body_buffer_size 128k;
+        location / {
+            proxy_pass http://cortex;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Scope-OrgID tenant-a;
+        }
+    }
+}
+EOF
 }
 
 # redis_command PORT WORD... : one inline command to the redis-server on
@@ -297,4 +347,27 @@ gateway_env() {
     if ((${#extra[@]})); then
         GATEWAY_ENV+=("${extra[@]}")
     fi
+}
+
+# start_gateway PORT LOGFILE [BINARY [EXTRA_ENV]] : a gateway with
+# GATEWAY_ENV (see gateway_env) and the words of EXTRA_ENV, listening on
+# 127.0.0.1:PORT; its PID (the gateway's own, checked) goes to STARTED_PID
+# and PIDS.
+start_gateway() {
+    local binary=${3:-$GATEWAY_BIN} extra
+    read -ra extra <<<"${4:-}"
+    "${GATEWAY_ENV[@]}" "${extra[@]}" "$binary" \
+        -server.http-listen-address=127.0.0.1 -server.http-listen-port="$1" \
+        -log.level=warn >"$2" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    # env execs the gateway: make sure the PID measured is the gateway's.
+    local i exe="" want
+    want=$(readlink -f "$binary")
+    for ((i = 0; i < 50; i++)); do
+        exe=$(readlink "/proc/$STARTED_PID/exe" 2>/dev/null) || exe=""
+        [[ $exe == "$want" ]] && return 0
+        sleep 0.1
+    done
+    die "process $STARTED_PID is not $binary (${exe:-exited}); see $2"
 }
