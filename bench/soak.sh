@@ -150,7 +150,7 @@ sleep 2 # idle keep-alive connections from wrk are gone by now
 FDS_AFTER=$(fds)
 
 # ---------------------------------------------------------------- checks
-curl -sS "http://127.0.0.1:$GW_PORT/metrics" >"$WORK/metrics"
+curl -sS -m 10 "http://127.0.0.1:$GW_PORT/metrics" >"$WORK/metrics"
 # route status count, for every (route, status) the gateway served
 awk -F'[{}]' '/^cortex_gateway_request_duration_seconds_count/ {
     route = $2; sub(/.*route="/, "", route); sub(/".*/, "", route)
