@@ -46,6 +46,9 @@
 #                   and "after close" find the upstream pool in the same state
 #   HOLD=0          seconds to keep a wave open after RSS was read (counts the
 #                   connections the proxy closes on its own in that time)
+#   TLS=0           1: both proxies serve HTTPS (a self-signed P-256
+#                   certificate made with openssl) and every client connection
+#                   does a full TLS handshake before its request
 #   GATEWAY_BIN=... default: target/release/cortex-gateway
 #   GATEWAY_EXTRA_ENV="K=V ..."  more environment for the gateway (e.g. glibc
 #                   malloc settings: MALLOC_ARENA_MAX=1)
@@ -63,6 +66,7 @@ WINDOW=${WINDOW:-64}
 SETTLE=${SETTLE:-3}
 HOLD=${HOLD:-0}
 BEFORE_SETTLE=${BEFORE_SETTLE:--1}
+TLS=${TLS:-0}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -80,6 +84,8 @@ need_int WINDOW 1
 need_int SETTLE 0
 need_int HOLD 0
 [[ $BEFORE_SETTLE == -1 ]] || need_int BEFORE_SETTLE 0
+[[ $TLS == 0 || $TLS == 1 ]] || die "TLS must be 0 or 1"
+((TLS == 0)) || need_tools openssl openssl
 for t in $TARGETS; do
     case $t in nginx) ;; gateway) need_gateway_bin ;; *) die "unknown target $t (nginx, gateway)" ;; esac
 done
@@ -104,7 +110,7 @@ chmod 755 "$WORK"
 # ---------------------------------------------------------------- the client
 cat >"$WORK/idle_client.py" <<'PY'
 """Idle keep-alive connections against one proxy; prints one JSON line."""
-import argparse, errno, json, os, resource, selectors, socket, sys, time
+import argparse, errno, json, os, resource, selectors, socket, ssl, sys, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--label", required=True)
@@ -119,7 +125,14 @@ p.add_argument("--hold", type=float, default=0)
 p.add_argument("--before-settle", type=float, default=-1,
                help="seconds between the warm-up and reading RSS before; default max(1, settle/2)")
 p.add_argument("--deadline", type=float, default=40, help="seconds per wave, at most")
+p.add_argument("--tls", action="store_true", help="a TLS handshake on each connection first")
 a = p.parse_args()
+
+TLS_CONTEXT = None
+if a.tls:  # the proxies' certificate is self-signed: encryption, no verification
+    TLS_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    TLS_CONTEXT.check_hostname = False
+    TLS_CONTEXT.verify_mode = ssl.CERT_NONE
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft != hard:
@@ -156,7 +169,7 @@ def memory():
     return m
 
 
-CONNECTING, READING, IDLE = 0, 1, 2
+CONNECTING, HANDSHAKE, READING, IDLE = 0, 1, 2, 3
 
 
 class Conn:
@@ -164,6 +177,19 @@ class Conn:
 
     def __init__(self, sock):
         self.sock, self.state, self.buf, self.since = sock, CONNECTING, b"", time.monotonic()
+
+
+def read_available(s):
+    """The bytes readable now, and whether the peer has closed."""
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return data, False
+        if not chunk:
+            return data, True
+        data += chunk
 
 
 def response_complete(buf):
@@ -200,6 +226,26 @@ class Wave:
         self.sel.unregister(c.sock)
         c.sock.close()
 
+    def send_request(self, c):
+        """Handshakes (with TLS) as far as it goes now, then sends the
+        request; False if the connection failed."""
+        try:
+            if c.state == HANDSHAKE:
+                c.sock.do_handshake()
+            c.sock.sendall(REQUEST)  # small: fits an empty socket buffer
+        except ssl.SSLWantReadError:
+            self.sel.modify(c.sock, selectors.EVENT_READ, c)
+            return True
+        except ssl.SSLWantWriteError:
+            self.sel.modify(c.sock, selectors.EVENT_WRITE, c)
+            return True
+        except OSError as e:
+            self.fail(c, f"send: {e.strerror or e}")
+            return False
+        c.state = READING
+        self.sel.modify(c.sock, selectors.EVENT_READ, c)
+        return True
+
     def events(self, timeout):
         """Handles ready sockets; returns how many left the in-flight window."""
         done = 0
@@ -212,29 +258,33 @@ class Wave:
                     self.fail(c, "connect: " + os.strerror(err))
                     done += 1
                     continue
-                try:
-                    s.sendall(REQUEST)  # small: fits an empty socket buffer
-                except OSError as e:
-                    self.fail(c, "send: " + e.strerror)
+                if TLS_CONTEXT:
+                    self.sel.unregister(s)
+                    c.sock = TLS_CONTEXT.wrap_socket(s, do_handshake_on_connect=False)
+                    c.state = HANDSHAKE
+                    self.sel.register(c.sock, selectors.EVENT_WRITE, c)
+                if not self.send_request(c):
                     done += 1
-                    continue
-                c.state = READING
-                self.sel.modify(s, selectors.EVENT_READ, c)
+                continue
+            if c.state == HANDSHAKE:
+                if not self.send_request(c):
+                    done += 1
                 continue
             try:
-                data = s.recv(65536)
-            except BlockingIOError:
-                continue
+                data, closed = read_available(s)
             except OSError as e:
-                data, why = None, "recv: " + e.strerror
-            if c.state == READING:
-                if not data:
-                    self.fail(c, why if data is None else "closed before the response")
+                if c.state == READING:
+                    self.fail(c, f"recv: {e.strerror or e}")
                     done += 1
                     continue
+                data, closed = b"", True  # a reset idle connection: closed too
+            if c.state == READING:
                 c.buf += data
                 status = response_complete(c.buf)
                 if status is None:
+                    if closed:
+                        self.fail(c, "closed before the response")
+                        done += 1
                     continue
                 self.statuses[status] = self.statuses.get(status, 0) + 1
                 done += 1
@@ -243,7 +293,7 @@ class Wave:
                     continue
                 c.state, c.buf, c.since = IDLE, b"", time.monotonic()
                 self.idle += 1
-            else:  # an idle connection became readable: the proxy closed it
+            elif closed or data:  # an idle connection: the proxy closed it
                 self.server_closed += 1
                 self.idle -= 1
                 self.sel.unregister(s)
@@ -417,6 +467,19 @@ if [[ $TARGETS == *gateway* ]]; then
     GATEWAY_SHA=$(sha256sum "$WORK/cortex-gateway" | cut -c1-16)
     TOKEN=$("${GATEWAY_ENV[@]}" "$WORK/cortex-gateway" token --tenant tenant-a) || die "could not mint a token"
 fi
+SCHEME=http
+CURL_TLS=()
+CLIENT_TLS=()
+if ((TLS)); then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 ||
+        die "openssl could not make a certificate"
+    GATEWAY_ENV+=(CORTEX_GATEWAY__SERVER__HTTP_TLS_CERT_PATH="$WORK/cert.pem"
+        CORTEX_GATEWAY__SERVER__HTTP_TLS_KEY_PATH="$WORK/key.pem")
+    SCHEME=https
+    CURL_TLS=(-k)
+    CLIENT_TLS=(--tls)
+fi
 # NGINX ignores the header, but gets the same request bytes.
 [[ -n $TOKEN ]] || TOKEN=bench-idle-token-not-checked-by-nginx
 AUTH="Authorization: Bearer $TOKEN"
@@ -442,7 +505,7 @@ run_client() { # run_client LABEL WAVES : idle_client.py against PROXY_PORT, the
     # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
     timeout $((60 + ${BEFORE_SETTLE#-} + SETTLE + $2 * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$1" --port "$PROXY_PORT" \
         --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$2" \
-        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" >>"$RESULTS_TMP" &
+        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" "${CLIENT_TLS[@]}" >>"$RESULTS_TMP" &
     client=$!
     PIDS+=("$client")
     wait "$client" || die "the client failed against $1 (exit $?)"
@@ -454,10 +517,14 @@ run_client() { # run_client LABEL WAVES : idle_client.py against PROXY_PORT, the
 start_nginx_with_slots() { # NAME SLOTS; sets PROXY_PORT and PROXY_PIDS
     local dir=$WORK/$1 slots=$2 i
     free_port PROXY_PORT
-    write_nginx_proxy "$dir" "$PROXY_PORT" "$UP_PORT" "$slots" "$NOFILE"
+    if ((TLS)); then
+        write_nginx_proxy "$dir" "$PROXY_PORT" "$UP_PORT" "$slots" "$NOFILE" "$WORK/cert.pem" "$WORK/key.pem"
+    else
+        write_nginx_proxy "$dir" "$PROXY_PORT" "$UP_PORT" "$slots" "$NOFILE"
+    fi
     start_nginx "$dir" # inherits this shell's `ulimit -n`
     PROXY_MAIN=$STARTED_PID
-    wait_for nginx 200 -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
+    wait_for nginx 200 "${CURL_TLS[@]}" -H "$AUTH" "$SCHEME://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
     for ((i = 0; i < 50; i++)); do # both workers up
         (($(wc -w <<<"$(children_of "$PROXY_MAIN")") >= 2)) && break
         sleep 0.1
@@ -474,7 +541,7 @@ start_proxy_gateway() { # sets PROXY_PORT and PROXY_PIDS (the one process)
         -log.level=warn >"$WORK/gateway.log" 2>&1 &
     PROXY_MAIN=$!
     PIDS+=("$PROXY_MAIN")
-    wait_for gateway 200 -H "$AUTH" "http://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
+    wait_for gateway 200 "${CURL_TLS[@]}" -H "$AUTH" "$SCHEME://127.0.0.1:$PROXY_PORT/api/v1/query?query=up"
     PROXY_PIDS=$PROXY_MAIN
 }
 
@@ -497,6 +564,6 @@ done
 echo
 python3 "$WORK/report.py" "$RESULTS_TMP"
 echo
-echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2);" \
+echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2) TLS=$TLS;" \
     "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024)) (baseline: 1024);" \
     "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -268,13 +268,16 @@ EOF
     write_njs_upstream "$dir" "$port" "${3:-}"
 }
 
-# write_nginx_proxy DIR PORT UPSTREAM_PORT SLOTS NOFILE : the NGINX that the
-# gateway replaces, as the benchmarks run it: two workers of SLOTS
-# connections each, in front of the upstream on UPSTREAM_PORT, keeping up to
-# 64 idle upstream connections per worker (`keepalive 64`); it sets the
-# tenant and checks nothing.
+# write_nginx_proxy DIR PORT UPSTREAM_PORT SLOTS NOFILE [CERT KEY] : the
+# NGINX that the gateway replaces, as the benchmarks run it: two workers of
+# SLOTS connections each, in front of the upstream on UPSTREAM_PORT, keeping
+# up to 64 idle upstream connections per worker (`keepalive 64`); it sets the
+# tenant and checks nothing. With CERT and KEY (PEM files) it serves HTTPS.
 write_nginx_proxy() {
-    local dir=$1 port=$2 up_port=$3 slots=$4 nofile=$5
+    local dir=$1 port=$2 up_port=$3 slots=$4 nofile=$5 tls=""
+    if [[ -n ${6:-} ]]; then
+        tls="ssl; ssl_certificate $6; ssl_certificate_key $7"
+    fi
     mkdir -p "$dir"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes 2;
@@ -294,7 +297,7 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096 $tls;
         client_max_body_size 0;
         client_body_buffer_size 128k;
         location / {
