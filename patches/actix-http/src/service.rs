@@ -762,29 +762,40 @@ mod rustls_0_23 {
                 acceptor.set_handshake_timeout(handshake_timeout);
             }
 
+            // patched: the handshake and the protocol check run in one boxed future. Unboxed, their
+            // futures hold the TLS connection inline (about 2.5 KiB), and the connection's task keeps
+            // room for the largest of them for as long as the connection lives.
+            let acceptor = actix_service::apply_fn_factory::<_, _, _, _, _, TcpStream, _, _>(
+                acceptor,
+                move |io: TcpStream, acceptor: &_| {
+                    let handshake = Service::call(acceptor, io);
+                    Box::pin(async move {
+                        let io: TlsStream<TcpStream> = handshake.await?;
+                        let proto = if let Some(protos) = io.get_ref().1.alpn_protocol() {
+                            if protos.windows(2).any(|window| window == b"h2") {
+                                Protocol::Http2
+                            } else {
+                                Protocol::Http1
+                            }
+                        } else {
+                            Protocol::Http1
+                        };
+
+                        if let Some(nodelay) = desired_nodelay(tcp_nodelay) {
+                            set_nodelay(io.get_ref().0, nodelay);
+                        }
+
+                        let peer_addr = io.get_ref().0.peer_addr().ok();
+                        Ok((io, proto, peer_addr))
+                    })
+                },
+            );
+
             acceptor
                 .map_init_err(|_| {
                     unreachable!("TLS acceptor service factory does not error on init")
                 })
                 .map_err(TlsError::into_service_error)
-                .and_then(move |io: TlsStream<TcpStream>| async move {
-                    let proto = if let Some(protos) = io.get_ref().1.alpn_protocol() {
-                        if protos.windows(2).any(|window| window == b"h2") {
-                            Protocol::Http2
-                        } else {
-                            Protocol::Http1
-                        }
-                    } else {
-                        Protocol::Http1
-                    };
-
-                    if let Some(nodelay) = desired_nodelay(tcp_nodelay) {
-                        set_nodelay(io.get_ref().0, nodelay);
-                    }
-
-                    let peer_addr = io.get_ref().0.peer_addr().ok();
-                    Ok((io, proto, peer_addr))
-                })
                 .and_then(self.map_err(TlsError::Service))
         }
     }
