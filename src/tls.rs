@@ -197,6 +197,17 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(certificate.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumption from stateless tickets, and no session cache: a cache
+    // holds entries made by the last few hundred handshakes, scattered over
+    // the heap, which keep the allocator from giving back the memory of
+    // thousands of closed connections (BENCHMARKS.md, idle TLS connections).
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        error(
+            "server.http_tls_cert_path",
+            format!("cannot make TLS session ticket keys: {e}"),
+        )
+    })?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok((config, certificate))
 }
 

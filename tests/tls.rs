@@ -12,6 +12,7 @@ use common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::HandshakeKind;
 
 struct Pki {
     dir: PathBuf,
@@ -140,6 +141,38 @@ async fn serves_https_with_the_configured_certificate() {
             .await
             .is_err()
     );
+}
+
+/// A client that reconnects resumes its session from the ticket the
+/// gateway gave it (the gateway keeps no session cache), so Prometheus
+/// replicas that reconnect skip the full handshake where their TLS stack
+/// resumes.
+#[test]
+fn a_reconnecting_client_resumes_its_tls_session() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("resume");
+    let ca = new_ca("test CA");
+    let (cert, key) = leaf(&ca, &["127.0.0.1", "localhost"], "gateway");
+    let upstream = Upstream::start("q");
+    let gateway = https_gateway(
+        &upstream,
+        &pki.write("tls.crt", &cert),
+        &pki.write("tls.key", &key),
+        &[],
+    );
+    let config = client_config(&ca.pem, None);
+    for expected in [HandshakeKind::Full, HandshakeKind::Resumed] {
+        let mut connection =
+            rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+        let mut socket = std::net::TcpStream::connect(gateway.addr()).unwrap();
+        let mut tls = rustls::Stream::new(&mut connection, &mut socket);
+        tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response);
+        assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+        assert_eq!(connection.handshake_kind(), Some(expected));
+    }
 }
 
 #[actix_rt::test]
