@@ -117,18 +117,44 @@ fn https_gateway(upstream: &Upstream, cert: &Path, key: &Path, extra: &[String])
     builder.start()
 }
 
+/// A gateway serving HTTPS with a leaf (for 127.0.0.1 and localhost) of a
+/// new CA, in front of a recording upstream.
+struct HttpsSetup {
+    ca: Ca,
+    upstream: Upstream,
+    gateway: Gateway,
+    _pki: Pki,
+}
+
+impl HttpsSetup {
+    fn start(tag: &str) -> Self {
+        let pki = Pki::new(tag);
+        let ca = new_ca("test CA");
+        let (cert, key) = leaf(&ca, &["127.0.0.1", "localhost"], "gateway");
+        let upstream = Upstream::start("q");
+        let gateway = https_gateway(
+            &upstream,
+            &pki.write("tls.crt", &cert),
+            &pki.write("tls.key", &key),
+            &[],
+        );
+        Self {
+            ca,
+            upstream,
+            gateway,
+            _pki: pki,
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn serves_https_with_the_configured_certificate() {
-    let pki = Pki::new("serve");
-    let ca = new_ca("test CA");
-    let (cert, key) = leaf(&ca, &["127.0.0.1", "localhost"], "gateway");
-    let upstream = Upstream::start("q");
-    let gateway = https_gateway(
-        &upstream,
-        &pki.write("tls.crt", &cert),
-        &pki.write("tls.key", &key),
-        &[],
-    );
+    let HttpsSetup {
+        ca,
+        upstream,
+        gateway,
+        _pki,
+    } = HttpsSetup::start("serve");
     let url = format!("https://127.0.0.1:{}/api/v1/labels", gateway.port);
     assert_eq!(
         status(&tls_client(client_config(&ca.pem, None)), &url).await,
@@ -150,21 +176,12 @@ async fn serves_https_with_the_configured_certificate() {
 #[test]
 fn a_reconnecting_client_resumes_its_tls_session() {
     use std::io::{Read, Write};
-    let pki = Pki::new("resume");
-    let ca = new_ca("test CA");
-    let (cert, key) = leaf(&ca, &["127.0.0.1", "localhost"], "gateway");
-    let upstream = Upstream::start("q");
-    let gateway = https_gateway(
-        &upstream,
-        &pki.write("tls.crt", &cert),
-        &pki.write("tls.key", &key),
-        &[],
-    );
-    let config = client_config(&ca.pem, None);
+    let setup = HttpsSetup::start("resume");
+    let config = client_config(&setup.ca.pem, None);
     for expected in [HandshakeKind::Full, HandshakeKind::Resumed] {
         let mut connection =
             rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
-        let mut socket = std::net::TcpStream::connect(gateway.addr()).unwrap();
+        let mut socket = std::net::TcpStream::connect(setup.gateway.addr()).unwrap();
         let mut tls = rustls::Stream::new(&mut connection, &mut socket);
         tls.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .unwrap();

@@ -750,9 +750,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn without_limits_or_per_tenant_series_nothing_is_kept_per_tenant() {
-        let settings = RawLimits::default().validate().unwrap();
-        let metrics = crate::metrics::Metrics::new(false).rate_limits;
-        let limiter = RateLimiter::new(&settings, &BTreeMap::new(), metrics).unwrap();
+        let limiter = limiter(LimitValues::default());
         for tenant in ["team-a", "team-b", "team-c"] {
             assert!(admit_as(&limiter, tenant).await.is_ok());
         }
