@@ -16,8 +16,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /build
 
 # 1. Dependencies only. This layer depends on Cargo.toml, Cargo.lock and
-#    patches/ (the patched actix-http that Cargo.toml's [patch.crates-io]
-#    points at) alone, so editing the gateway's sources does not rebuild the
+#    patches/ (the patched actix-http and tokio that Cargo.toml's
+#    [patch.crates-io] points at) alone, so editing the gateway's sources does not rebuild the
 #    crates under it. The dummy targets give cargo a lib and a bin to build.
 #    Cargo.toml declares a criterion bench, whose file must exist for the
 #    manifest to load; a stub stands in for it (benches are not built here).

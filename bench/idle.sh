@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory per idle keep-alive connection, NGINX and the gateway side by side.
 #
-# For each proxy: a warm-up (WINDOW connections, one request each, closed),
+# For each proxy: a warm-up (WARMUP connections opened WINDOW at a time, one
+# request each, then all closed),
 # then "RSS before"; then a wave of N client connections, each of which sends
 # ONE authenticated `GET /api/v1/query?query=up` (`Authorization: Bearer
 # <token>`), reads the whole response and then stays open and idle. With all N
@@ -33,7 +34,14 @@
 #   WAVES=2         waves per proxy
 #   TARGETS="nginx gateway"
 #   WINDOW=64       connections being opened or waiting for their response at
-#                   once (and the size of the warm-up)
+#                   once
+#   WARMUP=1000     connections of the warm-up, opened like a wave's (at least
+#                   WINDOW): pools that grow with concurrency (the gateway's
+#                   upstream connections and actix-web's used requests; NGINX's
+#                   upstream keep-alive) then reach the size a wave gives them
+#                   before "RSS before" is read, so that a connection's figure
+#                   is what the connection holds. WARMUP=64 (= WINDOW) was the
+#                   warm-up of the rounds before the fifth (BENCHMARKS.md)
 #   SETTLE=3        seconds between closing a wave and reading RSS after close
 #                   (and before the next wave opens); RSS is also sampled every
 #                   second meanwhile (`after_by_s` in RESULTS). To see the
@@ -63,6 +71,7 @@ N=${N:-5000}
 WAVES=${WAVES:-2}
 TARGETS=${TARGETS:-"nginx gateway"}
 WINDOW=${WINDOW:-64}
+WARMUP=${WARMUP:-1000}
 SETTLE=${SETTLE:-3}
 HOLD=${HOLD:-0}
 BEFORE_SETTLE=${BEFORE_SETTLE:--1}
@@ -81,6 +90,7 @@ need_njs
 need_int N 1
 [[ $WAVES =~ ^[1-9]$ ]] || die "WAVES must be 1..9"
 need_int WINDOW 1
+need_int WARMUP "$WINDOW"
 need_int SETTLE 0
 need_int HOLD 0
 [[ $BEFORE_SETTLE == -1 ]] || need_int BEFORE_SETTLE 0
@@ -120,6 +130,7 @@ p.add_argument("--pids", required=True, help="comma-separated PIDs whose RSS is 
 p.add_argument("--n", type=int, required=True)
 p.add_argument("--waves", type=int, default=2)
 p.add_argument("--window", type=int, default=64)
+p.add_argument("--warmup", type=int, default=1000)
 p.add_argument("--settle", type=float, default=3)
 p.add_argument("--hold", type=float, default=0)
 p.add_argument("--before-settle", type=float, default=-1,
@@ -344,16 +355,16 @@ def settle(seconds):
     return series
 
 
-out = {"label": a.label, "n": a.n, "window": a.window, "settle": a.settle, "waves": []}
+out = {"label": a.label, "n": a.n, "window": a.window, "warmup": a.warmup, "settle": a.settle, "waves": []}
 
 # Warm-up: workers, upstream pools and allocator arenas as they are under the
 # same concurrency, so that "before" holds what does not depend on N.
 w = Wave()
-w.open(a.window, a.window, a.deadline)
+w.open(a.warmup, a.window, a.deadline)
 warm_ok = w.idle
 w.close_all()
-if warm_ok != a.window:
-    sys.exit(f"idle_client: warm-up: {warm_ok} of {a.window} requests answered 200 "
+if warm_ok != a.warmup:
+    sys.exit(f"idle_client: warm-up: {warm_ok} of {a.warmup} requests answered 200 "
              f"(statuses {w.statuses}, failures {w.failed})")
 out["before_by_s"] = settle(a.before_settle if a.before_settle >= 0 else max(1.0, a.settle / 2))
 out["before"] = memory()
@@ -505,7 +516,7 @@ run_client() { # run_client LABEL WAVES : idle_client.py against PROXY_PORT, the
     # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
     timeout $((60 + ${BEFORE_SETTLE#-} + SETTLE + $2 * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$1" --port "$PROXY_PORT" \
         --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$2" \
-        --window "$WINDOW" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" "${CLIENT_TLS[@]}" >>"$RESULTS_TMP" &
+        --window "$WINDOW" --warmup "$WARMUP" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" "${CLIENT_TLS[@]}" >>"$RESULTS_TMP" &
     client=$!
     PIDS+=("$client")
     wait "$client" || die "the client failed against $1 (exit $?)"
@@ -564,6 +575,6 @@ done
 echo
 python3 "$WORK/report.py" "$RESULTS_TMP"
 echo
-echo "N=$N WAVES=$WAVES WINDOW=$WINDOW SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2) TLS=$TLS;" \
+echo "N=$N WAVES=$WAVES WINDOW=$WINDOW WARMUP=$WARMUP SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2) TLS=$TLS;" \
     "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024)) (baseline: 1024);" \
     "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"

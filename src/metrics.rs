@@ -277,9 +277,26 @@ pub struct Metrics {
     upstream_errors: IntCounterVec,
     upstream_duration: HistogramVec,
     request_duration: HistogramVec,
-    open_connections: IntGauge,
     connection_limit_reached: IntCounter,
     upstream_connections: IntGaugeVec,
+}
+
+/// `cortex_gateway_open_connections`, read when scraped from the count the
+/// patched actix-http keeps (patches/README.md): a connection then needs no
+/// guard of its own to be counted.
+#[derive(Clone)]
+struct OpenConnections(IntGauge);
+
+impl Collector for OpenConnections {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let open = actix_http::h1::open_connections();
+        self.0.set(i64::try_from(open).unwrap_or(i64::MAX));
+        self.0.collect()
+    }
 }
 
 fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
@@ -441,13 +458,15 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("CORTEX_GATEWAY_REVISION")])
             .set(1);
         register(&registry, ProcessCollector::new());
-        let open_connections = register(
+        register(
             &registry,
-            IntGauge::with_opts(opts(
-                "open_connections",
-                "Client connections currently open (see server.http_conn_limit).",
-            ))
-            .expect("valid metric"),
+            OpenConnections(
+                IntGauge::with_opts(opts(
+                    "open_connections",
+                    "Client connections currently open (see server.http_conn_limit).",
+                ))
+                .expect("valid metric"),
+            ),
         );
         let connection_limit_reached = register(
             &registry,
@@ -528,7 +547,6 @@ impl Metrics {
             upstream_errors,
             upstream_duration,
             request_duration,
-            open_connections,
             connection_limit_reached,
             upstream_connections,
         }
@@ -537,11 +555,6 @@ impl Metrics {
     /// The upstream connection gauges, handed to each worker's pool.
     pub fn upstream_connections(&self) -> IntGaugeVec {
         self.upstream_connections.clone()
-    }
-
-    /// The open client connections gauge, maintained by the server.
-    pub fn open_connections(&self) -> IntGauge {
-        self.open_connections.clone()
     }
 
     /// Counts each time a worker's connection share fills up.

@@ -203,7 +203,6 @@ impl Gateway {
         };
         // actix limits connections per worker; the global limit is split.
         let worker_connection_limit = server_settings.http_conn_limit.div_ceil(workers);
-        let open_connections = self.metrics.open_connections();
         let connection_limit_reached = self.metrics.connection_limit_reached();
         let mut server = HttpServer::new(move || {
             let pipeline = app_state.pipeline.clone();
@@ -221,18 +220,6 @@ impl Gateway {
                 .wrap_fn(time_request)
                 .configure(|cfg| app_state.configure(cfg))
         })
-        .on_connect(move |_, extensions| {
-            open_connections.inc();
-            // Runs on the worker that owns the connection, as does the drop.
-            let open_on_worker = WORKER_CONNECTIONS.with(|open| {
-                open.set(open.get() + 1);
-                open.get()
-            });
-            if open_on_worker == worker_connection_limit {
-                connection_limit_reached.inc();
-            }
-            extensions.insert(ConnectionGuard(open_connections.clone()));
-        })
         .disable_signals()
         .shutdown_timeout(whole_seconds_up(server_settings.graceful_shutdown_timeout))
         .client_request_timeout(server_settings.http_read_timeout)
@@ -243,7 +230,16 @@ impl Gateway {
         });
         server = server.workers(workers);
         if worker_connection_limit > 0 {
-            server = server.max_connections(worker_connection_limit);
+            server = server
+                .max_connections(worker_connection_limit)
+                .on_connect(move |_, _| {
+                    // Runs on the worker that owns the connection, before the
+                    // connection counts itself there.
+                    let open_on_worker = actix_http::h1::open_connections_on_this_thread() + 1;
+                    if open_on_worker == worker_connection_limit {
+                        connection_limit_reached.inc();
+                    }
+                });
         }
         let open_files = raise_open_files_limit();
         let listen_error = |e: io::Error| {
@@ -320,24 +316,6 @@ impl Gateway {
     }
 }
 
-thread_local! {
-    /// Connections open on this worker, against its share of
-    /// `server.http_conn_limit`.
-    static WORKER_CONNECTIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Decrements `cortex_gateway_open_connections` and the worker's count when
-/// a connection closes.
-struct ConnectionGuard(prometheus::IntGauge);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-        WORKER_CONNECTIONS.with(|open| open.set(open.get().saturating_sub(1)));
-        CLOSED_SINCE_TRIM.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Raises the soft limit of open files to the hard limit, as Go programs do
 /// since Go 1.19: every client and upstream connection is a file, and the
 /// usual soft default (1024) caps the gateway far below what tens of
@@ -376,27 +354,27 @@ fn raise_open_files_limit() -> u64 {
 /// response (see [`LARGE_SCRAPE_BYTES`]).
 async fn return_memory_after_connections_close() {
     const CHECK: std::time::Duration = std::time::Duration::from_secs(5);
-    const MIN_CLOSED: usize = 256;
+    const MIN_CLOSED: u64 = 256;
     // Idle upstream connections closed by the pools' reapers: about 37 KiB
     // each, so a few dozen are worth as much as the client connections.
     const MIN_EVICTED: usize = 16;
     let mut interval = actix_web::rt::time::interval(CHECK);
+    // Counted by actix-http's dispatchers (patches/README.md).
+    let mut closed_at_trim = actix_http::h1::closed_connections();
     loop {
         interval.tick().await;
         let scraped = LARGE_SCRAPE_SINCE_TRIM.swap(false, Ordering::Relaxed);
-        if CLOSED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_CLOSED
+        let closed = actix_http::h1::closed_connections();
+        if closed - closed_at_trim >= MIN_CLOSED
             || crate::upstream::EVICTED_SINCE_TRIM.load(Ordering::Relaxed) >= MIN_EVICTED
             || scraped
         {
-            CLOSED_SINCE_TRIM.store(0, Ordering::Relaxed);
+            closed_at_trim = closed;
             crate::upstream::EVICTED_SINCE_TRIM.store(0, Ordering::Relaxed);
             trim_allocator();
         }
     }
 }
-
-/// Client connections closed since the allocator was last trimmed.
-static CLOSED_SINCE_TRIM: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A `/metrics` response at least this large asks for a trim: rendering it
 /// takes several times its size (on the blocking thread of

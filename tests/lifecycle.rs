@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -50,6 +52,23 @@ fn health_ready_and_metrics_need_no_token() {
     );
 }
 
+/// A gateway in front of `upstream` that drains for `timeout` once signalled.
+fn draining_for(upstream: &Upstream, timeout: &str) -> Gateway {
+    GatewayBuilder::new(&upstream.url(), &upstream.url())
+        .env("CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT", timeout)
+        .start()
+}
+
+/// Waits for the gateway to exit with status 0 (`expectation` says why it
+/// should); returns the time since it was `signalled`.
+fn exits_cleanly(gateway: &mut Gateway, signalled: Instant, expectation: &str) -> Duration {
+    let status = gateway
+        .wait_exit(Duration::from_secs(30))
+        .expect(expectation);
+    assert!(status.success(), "exit status {status}");
+    signalled.elapsed()
+}
+
 fn drains_on(signal: &str) {
     let upstream = Upstream::start("q");
     let mut gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
@@ -66,10 +85,10 @@ fn drains_on(signal: &str) {
         tenant_token("team-a")
     );
     let in_flight = std::thread::spawn(move || raw_http(addr, request.as_bytes()).unwrap());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while upstream.requests().is_empty() {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "slow request never reached the upstream"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -108,6 +127,80 @@ fn sigint_does_the_same() {
     drains_on("INT");
 }
 
+/// Prometheus keeps its remote-write connections open between pushes. On SIGTERM the gateway
+/// closes the idle ones at once and answers a busy one with `Connection: close`, instead of
+/// holding its exit for the whole graceful-shutdown timeout. (The signal reaches connections
+/// through one watcher per worker, an actix-http patch: `patches/README.md`.)
+#[test]
+fn sigterm_closes_idle_keep_alive_connections_without_waiting_for_the_timeout() {
+    let upstream = Upstream::start("q");
+    let mut gateway = draining_for(&upstream, "60s");
+    let addr = gateway.addr();
+    let request = format!(
+        "GET /api/v1/query HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {}\r\n\r\n",
+        tenant_token("team-a")
+    );
+    let connect = move || {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        BufReader::new(stream)
+    };
+    let mut idle: Vec<BufReader<TcpStream>> = (0..3)
+        .map(|_| {
+            let mut connection = connect();
+            connection.get_mut().write_all(request.as_bytes()).unwrap();
+            let (head, _) = read_sized_response(&mut connection).unwrap();
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(!head.to_ascii_lowercase().contains("connection: close"));
+            connection
+        })
+        .collect();
+
+    upstream.set_reply(Reply {
+        delay: Duration::from_millis(1500),
+        ..Reply::default()
+    });
+    let busy_request = request.clone();
+    let busy = std::thread::spawn(move || {
+        let mut connection = connect();
+        connection
+            .get_mut()
+            .write_all(busy_request.as_bytes())
+            .unwrap();
+        read_sized_response(&mut connection).unwrap().0
+    });
+    wait_until("the busy request reaches the upstream", || {
+        upstream.requests().len() == 4
+    });
+
+    let signalled = Instant::now();
+    gateway.signal("TERM");
+    for connection in &mut idle {
+        let mut rest = Vec::new();
+        connection
+            .read_to_end(&mut rest)
+            .expect("the idle connection is closed, not left to time out");
+        assert!(rest.is_empty(), "nothing but the close: {rest:?}");
+    }
+    let busy_head = busy.join().unwrap();
+    assert!(busy_head.starts_with("HTTP/1.1 200"), "{busy_head}");
+    assert!(
+        busy_head.to_ascii_lowercase().contains("connection: close"),
+        "the request in flight is answered, and told the connection ends: {busy_head}"
+    );
+    let waited = exits_cleanly(
+        &mut gateway,
+        signalled,
+        "the gateway exits once its connections are closed",
+    );
+    assert!(
+        waited < Duration::from_secs(30),
+        "the exit waited for the 60 s graceful-shutdown timeout: {waited:?}"
+    );
+}
+
 #[test]
 fn sighup_without_anything_to_reload_does_not_stop_the_gateway() {
     let upstream = Upstream::start("q");
@@ -124,9 +217,7 @@ fn sighup_without_anything_to_reload_does_not_stop_the_gateway() {
 #[test]
 fn the_drain_ends_at_the_graceful_shutdown_timeout() {
     let upstream = Upstream::start("q");
-    let mut gateway = GatewayBuilder::new(&upstream.url(), &upstream.url())
-        .env("CORTEX_GATEWAY__SERVER__GRACEFUL_SHUTDOWN_TIMEOUT", "500ms")
-        .start();
+    let mut gateway = draining_for(&upstream, "500ms");
     upstream.set_reply(Reply {
         delay: Duration::from_secs(20),
         ..Reply::default()
@@ -137,22 +228,22 @@ fn the_drain_ends_at_the_graceful_shutdown_timeout() {
         tenant_token("team-a")
     );
     let in_flight = std::thread::spawn(move || raw_http(addr, request.as_bytes()));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while upstream.requests().is_empty() {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "slow request never reached the upstream"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let signalled = std::time::Instant::now();
+    let signalled = Instant::now();
     gateway.signal("TERM");
-    let status = gateway
-        .wait_exit(Duration::from_secs(10))
-        .expect("the gateway gives up on the slow request and exits");
-    assert!(status.success(), "exit status {status}");
-    let waited = signalled.elapsed();
+    let waited = exits_cleanly(
+        &mut gateway,
+        signalled,
+        "the gateway gives up on the slow request and exits",
+    );
     // 500ms is rounded up to actix's whole second; far below the upstream's 20 s.
     assert!(
         waited >= Duration::from_millis(900),

@@ -11,6 +11,7 @@ use bytes::BytesMut;
 
 use crate::{
     date::{DateService, DATE_VALUE_LENGTH},
+    shutdown::{ShutdownListener, ShutdownWatch},
     KeepAlive,
 };
 
@@ -28,7 +29,7 @@ impl GracefulShutdownSignal {
         Self(Rc::new(move || Box::pin(signal())))
     }
 
-    fn notified(&self) -> GracefulShutdownFuture {
+    pub(crate) fn notified(&self) -> GracefulShutdownFuture {
         (self.0)()
     }
 }
@@ -144,7 +145,7 @@ impl ServiceConfigBuilder {
         mut self,
         signal: Option<GracefulShutdownSignal>,
     ) -> Self {
-        self.inner.graceful_shutdown_signal = signal;
+        self.inner.graceful_shutdown = signal.map(ShutdownWatch::new);
         self
     }
 
@@ -193,7 +194,7 @@ struct Inner {
     h1_write_buffer_size: usize,
     h2_conn_window_size: u32,
     h2_stream_window_size: u32,
-    graceful_shutdown_signal: Option<GracefulShutdownSignal>,
+    graceful_shutdown: Option<ShutdownWatch>,
 }
 
 impl Default for Inner {
@@ -210,7 +211,7 @@ impl Default for Inner {
             h1_write_buffer_size: DEFAULT_H1_WRITE_BUFFER_SIZE,
             h2_conn_window_size: DEFAULT_H2_CONN_WINDOW_SIZE,
             h2_stream_window_size: DEFAULT_H2_STREAM_WINDOW_SIZE,
-            graceful_shutdown_signal: None,
+            graceful_shutdown: None,
         }
     }
 }
@@ -236,7 +237,7 @@ impl ServiceConfig {
             h1_write_buffer_size: DEFAULT_H1_WRITE_BUFFER_SIZE,
             h2_conn_window_size: DEFAULT_H2_CONN_WINDOW_SIZE,
             h2_stream_window_size: DEFAULT_H2_STREAM_WINDOW_SIZE,
-            graceful_shutdown_signal: None,
+            graceful_shutdown: None,
         }))
     }
 
@@ -301,11 +302,11 @@ impl ServiceConfig {
         self.0.h1_write_buffer_size
     }
 
-    pub(crate) fn graceful_shutdown(&self) -> Option<GracefulShutdownFuture> {
+    pub(crate) fn graceful_shutdown(&self) -> Option<ShutdownListener> {
         self.0
-            .graceful_shutdown_signal
+            .graceful_shutdown
             .as_ref()
-            .map(GracefulShutdownSignal::notified)
+            .map(ShutdownWatch::listener)
     }
 
     /// Returns configured `TCP_NODELAY` setting for accepted TCP connections.

@@ -44,6 +44,12 @@ impl Extensions {
         }
     }
 
+    /// cortex-gateway patch: lets a connection whose `on_connect` callback added nothing go
+    /// without an `Rc` of an empty map.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Insert an item into the map.
     ///
     /// If an item of this type was already stored, it will be replaced and returned.

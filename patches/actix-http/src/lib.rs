@@ -53,6 +53,7 @@ mod payload;
 mod requests;
 mod responses;
 mod service;
+mod shutdown;
 pub mod test;
 #[cfg(feature = "ws")]
 pub mod ws;

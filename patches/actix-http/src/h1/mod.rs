@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 mod chunked;
 mod client;
 mod codec;
+mod connections;
 mod decoder;
 mod dispatcher;
 mod encoder;
@@ -18,6 +19,7 @@ mod utils;
 pub use self::{
     client::{ClientCodec, ClientPayloadCodec},
     codec::Codec,
+    connections::{closed_connections, open_connections, open_connections_on_this_thread},
     dispatcher::Dispatcher,
     expect::ExpectHandler,
     payload::Payload,
