@@ -7,7 +7,12 @@
 # ONE authenticated `GET /api/v1/query?query=up` (`Authorization: Bearer
 # <token>`), reads the whole response and then stays open and idle. With all N
 # idle the proxy's RSS is read again: KiB per idle connection = (RSS with N
-# idle - RSS before) / N. Then the client closes all N, waits SETTLE seconds
+# idle - RSS before) / N. RSS is also read when the first N/2 are idle: the
+# "second half" figure, (RSS with N idle - RSS with N/2 idle) / (N - N/2), is
+# what a connection adds while the proxy is serving, whatever the warm-up left
+# resident or the allocator gave back before the wave (the gateway trims the
+# allocator every 5 s after closes, NGINX never does; BENCHMARKS.md, Scale,
+# fifth round). Then the client closes all N, waits SETTLE seconds
 # and reads "RSS after close"; a second wave does the same again. The ratio
 # to start is RSS after close / RSS before (issue 16: within 25%, <= 1.25).
 #
@@ -371,11 +376,17 @@ out["before"] = memory()
 
 for i in range(a.waves):
     w = Wave()
-    ramp = w.open(a.n, a.window, a.deadline)
+    # Read at N/2 as well: what the second half adds is what a connection
+    # costs, whatever the warm-up left resident or the allocator gave back.
+    ramp = w.open(a.n // 2, a.window, a.deadline)
+    w.events(0.2)
+    half_mem, open_at_half = memory(), w.idle
+    ramp += w.open(a.n - a.n // 2, a.window, a.deadline)
     w.events(0.2)  # any close that was already on its way
     idle_mem = memory()
     rec = {"ramp_s": round(ramp, 2), "open_at_read": w.idle,
            "oldest_idle_s": round(w.oldest_idle(), 2), "idle": idle_mem,
+           "open_at_half": open_at_half, "half": half_mem,
            "statuses": w.statuses, "failed": w.failed}
     if a.hold > 0:
         closed_before = w.server_closed
@@ -415,22 +426,36 @@ def per_conn(r, wave, key="rss"):
     return (w["idle"][key] - r["before"][key]) / w["open_at_read"]
 
 
+def second_half(r, wave):
+    """KiB per connection that the second N/2 of a wave added."""
+    w = r["waves"][wave]
+    added = w["open_at_read"] - w["open_at_half"]
+    return (w["idle"]["rss"] - w["half"]["rss"]) / added if added > 0 else None
+
+
 print("| target | N | RSS before MiB | RSS with N idle MiB | KiB per idle conn | "
-      "RSS after close (waves 1…n) MiB | ratio to start |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-kib = {}
+      "KiB per idle conn, second half (waves 1…n) | RSS after close (waves 1…n) MiB | ratio to start |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+kib, halves = {}, {}
 for r in runs:
     b = r["before"]["rss"]
     w1 = r["waves"][0]
     kib[r["label"]] = per_conn(r, 0)
+    halves[r["label"]] = [second_half(r, i) for i in range(len(r["waves"]))]
     after = ", ".join(mib(w["after"]["rss"]) for w in r["waves"])
     ratio = ", ".join(f"{w['after']['rss'] / b:.2f}" for w in r["waves"])
     n = str(r["n"]) if w1["open_at_read"] == r["n"] else f"{w1['open_at_read']} of {r['n']}"
+    half = ", ".join(f"{k:.2f}" if k is not None else "-" for k in halves[r["label"]])
     print(f"| {r['label']} | {n} | {mib(b)} | {mib(w1['idle']['rss'])} | {fmt(kib[r['label']])} | "
-          f"{after} | {ratio} |")
+          f"{half} | {after} | {ratio} |")
 if kib.get("gateway") is not None and kib.get("nginx"):
     print()
     print(f"gateway/nginx KiB per idle connection: {kib['gateway'] / kib['nginx']:.2f}")
+# Later waves start by taking back what the wave before freed, so their second
+# half is not comparable between the proxies: wave 1 only.
+if halves.get("gateway") and halves.get("nginx") and halves["gateway"][0] and halves["nginx"][0]:
+    print(f"gateway/nginx KiB per idle connection, second half of wave 1: "
+          f"{halves['gateway'][0] / halves['nginx'][0]:.2f}")
 nginx = next((r for r in runs if r["label"] == "nginx"), None)
 if baseline and nginx and nginx["waves"][0]["open_at_read"]:
     w1 = nginx["waves"][0]
