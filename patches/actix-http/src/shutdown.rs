@@ -32,7 +32,12 @@ impl Shared {
     /// Marks the shutdown as begun and wakes every connection waiting for it, once.
     fn start(&self) {
         if !self.started.replace(true) {
-            self.waiters.borrow_mut().wake_all();
+            // Woken outside the borrow: a waker that polled its task at once (not tokio's) could
+            // drop a listener, which borrows the slots again.
+            let wakers = self.waiters.borrow_mut().take_all();
+            for waker in wakers {
+                waker.wake();
+            }
         }
     }
 }
@@ -157,10 +162,8 @@ impl Waiters {
         }
     }
 
-    fn wake_all(&mut self) {
-        for waker in self.slots.iter_mut().filter_map(Option::take) {
-            waker.wake();
-        }
+    fn take_all(&mut self) -> Vec<Waker> {
+        self.slots.iter_mut().filter_map(Option::take).collect()
     }
 }
 
