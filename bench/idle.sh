@@ -55,7 +55,12 @@
 #                   period), e.g. SETTLE=15 with GATEWAY_EXTRA_ENV=
 #                   CORTEX_GATEWAY__PROXY__IDLE_CONNECTION_TIMEOUT=5s
 #   BEFORE_SETTLE=  seconds between the warm-up and reading RSS before (default
-#                   SETTLE/2, at least 1); set it to SETTLE so that "before"
+#                   SETTLE/2, at least 6: the gateway trims the allocator
+#                   within 5 s once a few hundred connections have closed, the
+#                   warm-up's among them, so "before" and the wave find it
+#                   trimmed; read sooner, "before" still holds the warm-up's
+#                   freed memory, which the wave then reuses, and a trim may
+#                   fall inside the wave); set it to SETTLE so that "before"
 #                   and "after close" find the upstream pool in the same state
 #   HOLD=0          seconds to keep a wave open after RSS was read (counts the
 #                   connections the proxy closes on its own in that time)
@@ -139,7 +144,7 @@ p.add_argument("--warmup", type=int, default=1000)
 p.add_argument("--settle", type=float, default=3)
 p.add_argument("--hold", type=float, default=0)
 p.add_argument("--before-settle", type=float, default=-1,
-               help="seconds between the warm-up and reading RSS before; default max(1, settle/2)")
+               help="seconds between the warm-up and reading RSS before; default max(6, settle/2)")
 p.add_argument("--deadline", type=float, default=40, help="seconds per wave, at most")
 p.add_argument("--tls", action="store_true", help="a TLS handshake on each connection first")
 a = p.parse_args()
@@ -371,17 +376,17 @@ w.close_all()
 if warm_ok != a.warmup:
     sys.exit(f"idle_client: warm-up: {warm_ok} of {a.warmup} requests answered 200 "
              f"(statuses {w.statuses}, failures {w.failed})")
-out["before_by_s"] = settle(a.before_settle if a.before_settle >= 0 else max(1.0, a.settle / 2))
+out["before_by_s"] = settle(a.before_settle if a.before_settle >= 0 else max(6.0, a.settle / 2))
 out["before"] = memory()
 
 for i in range(a.waves):
     w = Wave()
     # Read at N/2 as well: what the second half adds is what a connection
     # costs, whatever the warm-up left resident or the allocator gave back.
-    ramp = w.open(a.n // 2, a.window, a.deadline)
+    ramp = w.open(a.n // 2, a.window, a.deadline / 2)
     w.events(0.2)
     half_mem, open_at_half = memory(), w.idle
-    ramp += w.open(a.n - a.n // 2, a.window, a.deadline)
+    ramp += w.open(a.n - a.n // 2, a.window, a.deadline / 2)
     w.events(0.2)  # any close that was already on its way
     idle_mem = memory()
     rec = {"ramp_s": round(ramp, 2), "open_at_read": w.idle,
@@ -539,7 +544,7 @@ nginx_baseline() {
 
 run_client() { # run_client LABEL WAVES : idle_client.py against PROXY_PORT, then the proxy stopped
     # per wave: up to 40 s to open, then HOLD and SETTLE; the warm-up too
-    timeout $((60 + ${BEFORE_SETTLE#-} + SETTLE + $2 * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$1" --port "$PROXY_PORT" \
+    timeout $((66 + ${BEFORE_SETTLE#-} + SETTLE + $2 * (45 + HOLD + SETTLE))) python3 "$WORK/idle_client.py" --label "$1" --port "$PROXY_PORT" \
         --token "$TOKEN" --pids "${PROXY_PIDS// /,}" --n "$N" --waves "$2" \
         --window "$WINDOW" --warmup "$WARMUP" --settle "$SETTLE" --hold "$HOLD" --before-settle "$BEFORE_SETTLE" "${CLIENT_TLS[@]}" >>"$RESULTS_TMP" &
     client=$!
@@ -600,6 +605,6 @@ done
 echo
 python3 "$WORK/report.py" "$RESULTS_TMP"
 echo
-echo "N=$N WAVES=$WAVES WINDOW=$WINDOW WARMUP=$WARMUP SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: SETTLE/2) TLS=$TLS;" \
+echo "N=$N WAVES=$WAVES WINDOW=$WINDOW WARMUP=$WARMUP SETTLE=$SETTLE HOLD=$HOLD BEFORE_SETTLE=$BEFORE_SETTLE (-1: max(6, SETTLE/2)) TLS=$TLS;" \
     "gateway: ${GATEWAY_SHA:+binary sha256 $GATEWAY_SHA…, }server.workers=2${GATEWAY_EXTRA_ENV:+, $GATEWAY_EXTRA_ENV}; nginx: worker_processes 2, worker_connections $((N + 1024)) (baseline: 1024);" \
     "load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -184,6 +184,11 @@ fn sigterm_closes_idle_keep_alive_connections_without_waiting_for_the_timeout() 
             .expect("the idle connection is closed, not left to time out");
         assert!(rest.is_empty(), "nothing but the close: {rest:?}");
     }
+    let idle_closed = signalled.elapsed();
+    assert!(
+        idle_closed < Duration::from_secs(10),
+        "idle connections closed {idle_closed:?} after the signal, not at once"
+    );
     let busy_head = busy.join().unwrap();
     assert!(busy_head.starts_with("HTTP/1.1 200"), "{busy_head}");
     assert!(

@@ -30,6 +30,12 @@ unsafe impl GlobalAlloc for CountOverAligned {
 #[global_allocator]
 static ALLOCATOR: CountOverAligned = CountOverAligned;
 
+// Other architectures keep tokio's own (smaller) padding: the patch leaves them alone.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "powerpc64"
+))]
 #[test]
 fn connection_tasks_and_socket_registrations_are_not_over_aligned() {
     const CONNECTIONS: usize = 100;

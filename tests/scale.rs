@@ -93,6 +93,11 @@ fn ten_thousand_idle_clients_are_held_and_a_new_request_is_answered() {
     .unwrap();
     assert_eq!(response.status, 200);
     drop(idle);
+    // Counted by the dispatchers as they are dropped; the scrape's own
+    // connection is the one left.
+    wait_until("the gauge falls as the clients leave", || {
+        gateway.metric(series) <= 1.0
+    });
 }
 
 /// A keep-alive upstream that answers `ok` to every request and counts the

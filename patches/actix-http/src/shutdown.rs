@@ -32,8 +32,8 @@ impl Shared {
     /// Marks the shutdown as begun and wakes every connection waiting for it, once.
     fn start(&self) {
         if !self.started.replace(true) {
-            // Woken outside the borrow: a waker that polled its task at once (not tokio's) could
-            // drop a listener, which borrows the slots again.
+            // Woken outside the borrow: a waker that polled its task at once (tokio's do not)
+            // could drop a listener, which borrows the slots again.
             let wakers = self.waiters.borrow_mut().take_all();
             for waker in wakers {
                 waker.wake();
@@ -97,8 +97,12 @@ impl ShutdownListener {
         match self.slot {
             Some(slot) => shared.waiters.borrow_mut().update(slot, cx.waker()),
             None => {
-                // A connection polled after the signal but before the watching task ran must see
-                // it at once, as it did with a future of its own: ask the signal, then let go.
+                // A connection polled first after the signal but before the watching task ran
+                // must see it at once, as it did with a future of its own: ask the signal, then
+                // let go. A connection already waiting learns of it when that task runs (the same
+                // scheduler tick that would have woken it upstream); polled for a request in
+                // between, it still starts that request and answers it with `Connection: close`
+                // once the task has run.
                 let mut signal = shared.signal.notified();
                 let mut check = Context::from_waker(Waker::noop());
                 if signal.as_mut().poll(&mut check).is_ready() {

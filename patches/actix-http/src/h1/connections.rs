@@ -8,6 +8,7 @@
 
 use std::{
     cell::Cell,
+    marker::PhantomData,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
@@ -35,14 +36,16 @@ pub fn closed_connections() -> u64 {
 }
 
 /// Held by each HTTP/1 dispatcher: counts its connection as open until the dispatcher is dropped,
-/// on the thread that serves it (a dispatcher never moves between threads).
-pub(crate) struct OpenConnection(());
+/// or hands the connection to an upgrade handler, on the thread that serves it. Not `Send`, so
+/// that the per-thread count is decremented where it was incremented. HTTP/2 connections are not
+/// counted.
+pub(crate) struct OpenConnection(PhantomData<*const ()>);
 
 impl OpenConnection {
     pub(crate) fn count() -> Self {
         OPEN.fetch_add(1, Ordering::Relaxed);
         OPEN_ON_THREAD.with(|open| open.set(open.get() + 1));
-        Self(())
+        Self(PhantomData)
     }
 }
 
