@@ -12,6 +12,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
+use slab::Slab;
 use tokio::task::{spawn_local, JoinHandle};
 
 use crate::config::GracefulShutdownSignal;
@@ -25,7 +26,8 @@ pub(crate) struct ShutdownWatch {
 struct Shared {
     signal: GracefulShutdownSignal,
     started: Cell<bool>,
-    waiters: RefCell<Waiters>,
+    /// The wakers of the connections waiting for the signal; a connection keeps its key.
+    waiters: RefCell<Slab<Waker>>,
 }
 
 impl Shared {
@@ -33,9 +35,10 @@ impl Shared {
     fn start(&self) {
         if !self.started.replace(true) {
             // Woken outside the borrow: a waker that polled its task at once (tokio's do not)
-            // could drop a listener, which borrows the slots again.
-            let wakers = self.waiters.borrow_mut().take_all();
-            for waker in wakers {
+            // could drop a listener, which borrows the slots again. Keys handed out before
+            // are then unknown to the (empty) slab, and no key is handed out after.
+            let waiters = self.waiters.take();
+            for (_, waker) in waiters {
                 waker.wake();
             }
         }
@@ -47,7 +50,7 @@ impl ShutdownWatch {
         let shared = Rc::new(Shared {
             signal,
             started: Cell::new(false),
-            waiters: RefCell::new(Waiters::default()),
+            waiters: RefCell::new(Slab::new()),
         });
         let watcher = Rc::clone(&shared);
         let handle = spawn_local(async move {
@@ -95,7 +98,13 @@ impl ShutdownListener {
             return Poll::Ready(());
         }
         match self.slot {
-            Some(slot) => shared.waiters.borrow_mut().update(slot, cx.waker()),
+            Some(slot) => {
+                if let Some(held) = shared.waiters.borrow_mut().get_mut(slot) {
+                    if !held.will_wake(cx.waker()) {
+                        held.clone_from(cx.waker());
+                    }
+                }
+            }
             None => {
                 // A connection polled first after the signal but before the watching task ran
                 // must see it at once, as it did with a future of its own: ask the signal, then
@@ -119,55 +128,13 @@ impl ShutdownListener {
 impl Drop for ShutdownListener {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            self.shared.waiters.borrow_mut().remove(slot);
-        }
-    }
-}
-
-/// The wakers of the connections waiting for the signal, in slots the connections keep by index.
-#[derive(Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
-    held: usize,
-}
-
-impl Waiters {
-    fn insert(&mut self, waker: Waker) -> usize {
-        self.held += 1;
-        match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(waker);
-                slot
-            }
-            None => {
-                self.slots.push(Some(waker));
-                self.slots.len() - 1
+            let mut waiters = self.shared.waiters.borrow_mut();
+            waiters.try_remove(slot);
+            if waiters.is_empty() {
+                // A wave of connections must not keep its peak's worth of slots once it has gone.
+                *waiters = Slab::new();
             }
         }
-    }
-
-    fn update(&mut self, slot: usize, waker: &Waker) {
-        if let Some(held) = &mut self.slots[slot] {
-            if !held.will_wake(waker) {
-                held.clone_from(waker);
-            }
-        }
-    }
-
-    fn remove(&mut self, slot: usize) {
-        self.slots[slot] = None;
-        self.held -= 1;
-        if self.held == 0 {
-            // A wave of connections must not keep its peak's worth of slots once it has gone.
-            *self = Self::default();
-        } else {
-            self.free.push(slot);
-        }
-    }
-
-    fn take_all(&mut self) -> Vec<Waker> {
-        self.slots.iter_mut().filter_map(Option::take).collect()
     }
 }
 
@@ -210,10 +177,12 @@ mod tests {
         tokio::task::yield_now().await;
         for (listener, waker) in listeners.iter_mut().zip(&wakers) {
             let waker = Waker::from(Arc::clone(waker));
-            assert!(listener.poll_started(&mut Context::from_waker(&waker)).is_pending());
+            assert!(listener
+                .poll_started(&mut Context::from_waker(&waker))
+                .is_pending());
         }
         drop(listeners.pop());
-        assert_eq!(watch.shared.waiters.borrow().held, 2);
+        assert_eq!(watch.shared.waiters.borrow().len(), 2);
 
         tx.send(()).unwrap();
         tokio::task::yield_now().await;
@@ -252,13 +221,17 @@ mod tests {
         for listener in &mut second {
             assert!(listener.poll_started(&mut cx).is_pending());
         }
-        assert_eq!(watch.shared.waiters.borrow().slots.len(), 100, "freed slots are reused");
+        assert!(
+            second
+                .iter()
+                .all(|listener| matches!(listener.slot, Some(slot) if slot < 100)),
+            "freed slots are reused"
+        );
 
         drop(first);
         drop(second);
         let waiters = watch.shared.waiters.borrow();
-        assert_eq!(waiters.held, 0);
-        assert_eq!(waiters.slots.capacity(), 0, "no slots kept once all have gone");
-        assert_eq!(waiters.free.capacity(), 0);
+        assert_eq!(waiters.len(), 0);
+        assert_eq!(waiters.capacity(), 0, "no slots kept once all have gone");
     }
 }
