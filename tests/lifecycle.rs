@@ -85,14 +85,9 @@ fn drains_on(signal: &str) {
         tenant_token("team-a")
     );
     let in_flight = std::thread::spawn(move || raw_http(addr, request.as_bytes()).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "slow request never reached the upstream"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the slow request reaches the upstream", || {
+        !upstream.requests().is_empty()
+    });
 
     gateway.signal(signal);
     std::thread::sleep(Duration::from_millis(200));
@@ -233,14 +228,9 @@ fn the_drain_ends_at_the_graceful_shutdown_timeout() {
         tenant_token("team-a")
     );
     let in_flight = std::thread::spawn(move || raw_http(addr, request.as_bytes()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while upstream.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "slow request never reached the upstream"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the slow request reaches the upstream", || {
+        !upstream.requests().is_empty()
+    });
 
     let signalled = Instant::now();
     gateway.signal("TERM");
